@@ -1,0 +1,164 @@
+"""Fakes the katas inject instead of real collaborators: plain objects, not mocks.
+
+Each records what it was asked to do, and, when given a :class:`~dojo.timeline.Timeline`,
+records it there too, so a spec can say *when* it happened relative to the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from dojo.timeline import Timeline
+
+EMAIL_STARTED = "email started"
+EMAIL_SENT = "email sent"
+EMAIL_FAILED = "email failed"
+EMAIL_BLOCKED_LOOP = "email blocked the event loop"
+
+
+def _on_event_loop_thread() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Email:
+    """One email as the outbox received it."""
+
+    to: str
+    subject: str
+    body: str
+
+
+class FakeOutbox:
+    """A mail server that keeps what it is sent.
+
+    ``send`` is a plain ``def`` like ``smtplib``; ``asend`` is its ``async`` twin.
+    ``hold()`` makes every send block until ``release()``, the way a slow mail server
+    does, with no real waiting. ``fail_with(error)`` makes every send raise ``error``.
+    """
+
+    def __init__(self, timeline: Timeline | None = None) -> None:
+        self.timeline = timeline or Timeline()
+        self.sent: list[Email] = []
+        self._gate = threading.Event()
+        self._gate.set()
+        self._failure: BaseException | None = None
+
+    # -------------------------------------------------------------- scripting
+    def hold(self) -> None:
+        """From now on, a send blocks until :meth:`release`."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def fail_with(self, error: BaseException | None) -> None:
+        """Every send raises ``error`` from now on (``None`` mends the server)."""
+        self._failure = error
+
+    # -------------------------------------------------------------- the server
+    def send(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email. Blocks while held, as a slow server would."""
+        self._begin(to)
+        if not self._gate.is_set():
+            if _on_event_loop_thread():
+                # Blocking here would freeze the event loop and the whole test with it.
+                self.timeline.record(EMAIL_BLOCKED_LOOP, f"to {to}: a def sender was called from async code")
+            elif not self._gate.wait(self.timeline.safety_timeout):
+                self.timeline.record("email gave up", f"to {to}: the outbox was never released")
+        self._finish(to, subject, body)
+
+    async def asend(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email without blocking the event loop."""
+        self._begin(to)
+        if not self._gate.is_set() and not await asyncio.to_thread(self._gate.wait, self.timeline.safety_timeout):
+            self.timeline.record("email gave up", f"to {to}: the outbox was never released")
+        self._finish(to, subject, body)
+
+    def _begin(self, to: str) -> None:
+        self.timeline.record(EMAIL_STARTED, f"to {to}")
+
+    def _finish(self, to: str, subject: str, body: str) -> None:
+        if self._failure is not None:
+            self.timeline.record(EMAIL_FAILED, f"to {to}: {self._failure!r}")
+            raise self._failure
+        self.sent.append(Email(to, subject, body))
+        self.timeline.record(EMAIL_SENT, f"to {to}")
+
+    # -------------------------------------------------------------- reading
+    def to(self, address: str) -> list[Email]:
+        return [email for email in self.sent if email.to == address]
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+    def __repr__(self) -> str:
+        if not self.sent:
+            return "FakeOutbox(no email sent)"
+        return "FakeOutbox(" + ", ".join(f"to={e.to!r} subject={e.subject!r}" for e in self.sent) + ")"
+
+
+EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A clock that moves only when told to (or when :class:`FakeSleep` sleeps)."""
+
+    def __init__(self, start: datetime = EPOCH) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime (UTC)")
+        self._now = start
+        self._monotonic = 1000.0
+
+    def now(self) -> datetime:
+        """The wall-clock time, timezone-aware UTC."""
+        return self._now
+
+    def time(self) -> float:
+        """Seconds since the epoch, like :func:`time.time`."""
+        return self._now.timestamp()
+
+    def monotonic(self) -> float:
+        """Like :func:`time.monotonic`: only differences mean anything."""
+        return self._monotonic
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("time does not go backwards")
+        self._now += timedelta(seconds=seconds)
+        self._monotonic += seconds
+
+
+class FakeSleep:
+    """An injectable ``sleep`` that returns at once, moves the clock, and keeps a log.
+
+    ``await sleep(2.0)`` in async code, ``sleep.sync(2.0)`` in a ``def``.
+    """
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self._note(seconds)
+        await asyncio.sleep(0)  # still a point where other tasks may run, as a real sleep is
+
+    def sync(self, seconds: float) -> None:
+        self._note(seconds)
+
+    def _note(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"sleep length must be non-negative, got {seconds}")
+        self.calls.append(seconds)
+        self.clock.advance(seconds)
+
+    @property
+    def total(self) -> float:
+        return sum(self.calls)

@@ -1,0 +1,82 @@
+"""Maintainer chores, in one command: ``uv run python -m dojo.maintain [--check]``.
+
+- refreshes each kata's ``shipped`` blob ids in the manifest from the stubs in ``katas/``;
+- rewrites the hints block of each kata README from the manifest.
+
+With ``--check`` it changes nothing and exits 1 if anything is out of date (CI runs it).
+Only maintainers run this: in a learner's clone the stubs are the learner's own.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from dojo import manifest as _manifest
+from dojo.manifest import MANIFEST_PATH, git_blob_id
+
+HINTS_BEGIN = "<!-- hints: generated from dojo/manifest.toml by `python -m dojo.maintain`; edit them there -->"
+HINTS_END = "<!-- end of hints -->"
+
+
+def render_hints(kata: _manifest.Kata) -> str:
+    """The README's hints block for ``kata``, from the manifest."""
+    parts = [HINTS_BEGIN, "## Hints", ""]
+    for task in kata.tasks:
+        parts.append(f"<details><summary>Task {task.number}: {task.title}</summary>")
+        parts.append("")
+        parts.extend(f"{index}. {hint}" for index, hint in enumerate(task.hints, start=1))
+        parts.extend(["", "</details>", ""])
+    parts.append(HINTS_END)
+    return "\n".join(parts)
+
+
+def readme_with_hints(kata: _manifest.Kata, text: str) -> str:
+    """``text`` (a README) with its hints block replaced, or appended if it has none."""
+    block = render_hints(kata)
+    if HINTS_BEGIN in text and HINTS_END in text:
+        start = text.index(HINTS_BEGIN)
+        end = text.index(HINTS_END) + len(HINTS_END)
+        return text[:start] + block + text[end:]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def manifest_with_shipped(text: str) -> str:
+    """The manifest's text with each kata's ``shipped`` ids taken from the stubs on disk."""
+    manifest = _manifest.parse(_manifest.tomllib.loads(text))
+    for kata in manifest:
+        ids = ", ".join(f'"{name}" = "{git_blob_id((kata.folder / name).read_bytes())}"' for name in kata.module_files)
+        pattern = re.compile(rf'(slug = "{re.escape(kata.slug)}"\n(?:(?!\[\[kata\]\]).*\n)*?)shipped = \{{.*\}}')
+        text, count = pattern.subn(lambda m, ids=ids: f"{m.group(1)}shipped = {{ {ids} }}", text, count=1)
+        if count != 1:
+            raise SystemExit(f"{MANIFEST_PATH}: kata {kata.slug} needs a `shipped = {{ ... }}` line")
+    return text
+
+
+def main(argv: list[str]) -> int:
+    """Refresh (or, with ``--check``, only verify) the manifest's ids and the READMEs' hints."""
+    check = "--check" in argv
+    stale: list[str] = []
+    old = MANIFEST_PATH.read_text(encoding="utf-8")
+    new = manifest_with_shipped(old)
+    if new != old:
+        stale.append(f"{MANIFEST_PATH.name}: shipped blob ids")
+        if not check:
+            MANIFEST_PATH.write_text(new, encoding="utf-8")
+    for kata in _manifest.parse(_manifest.tomllib.loads(new)):
+        readme = kata.folder / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        wanted = readme_with_hints(kata, text)
+        if wanted != text:
+            stale.append(f"{readme.relative_to(_manifest.REPO_ROOT)}: hints")
+            if not check:
+                readme.write_text(wanted, encoding="utf-8")
+    for line in stale:
+        print(("out of date: " if check else "updated: ") + line)
+    if not stale:
+        print("manifest and READMEs are up to date")
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

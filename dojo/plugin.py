@@ -1,0 +1,128 @@
+"""The pytest plugin every spec runs under (loaded by the root ``conftest.py``).
+
+- ``--impl`` (or ``KATA_IMPL``): which code the specs exercise; see :mod:`dojo.impl`.
+- ``@pytest.mark.task(N)``: the README task a spec belongs to.
+- The shared fixtures: ``timeline``, ``outbox``, ``clock``, ``sleep``, ``started_app``
+  and ``client`` (the last two need the kata's own ``app`` fixture).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from dojo import impl as _impl
+from dojo.fakes import FakeClock, FakeOutbox, FakeSleep
+from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
+
+_IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--impl``."""
+    group = parser.getgroup("katas", "Background Task Katas")
+    group.addoption(
+        "--impl",
+        default=None,
+        metavar="CODE",
+        help=(
+            "which code the specs exercise: katas (your code, the default), solutions, shipped "
+            "(the stubs as shipped), mutant:SLUG/NAME, or a folder holding a submission. "
+            f"Also ${_impl.ENV_VAR}."
+        ),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the task marker and serve the code the switch chose."""
+    config.addinivalue_line("markers", "task(number): the README task (## number.) this spec checks")
+    choice = config.getoption("impl") or os.environ.get(_impl.ENV_VAR) or _impl.DEFAULT
+    try:
+        implementation = _impl.resolve(choice, cwd=config.invocation_params.dir)
+    except _impl.ImplError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[_IMPL_KEY] = implementation
+    _impl.push(implementation)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop serving that code (nested in-process runs restore the outer choice)."""
+    implementation = config.stash.get(_IMPL_KEY, None)
+    if implementation is not None:
+        _impl.pop(implementation)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say whose code is under test, first thing."""
+    implementation = config.stash[_IMPL_KEY]
+    return f"code under test: {implementation.label}  [--impl={implementation.spec}]"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A spec without its task marker would be invisible to points and hints."""
+    for item in items:
+        if item.path.parent.parent.name == "katas" and item.get_closest_marker("task") is None:
+            raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.task(N) marker")
+
+
+# ------------------------------------------------------------------ shared fixtures
+
+
+@pytest.fixture(name="timeline")
+def _timeline() -> Timeline:
+    """One line of events for the app, the fakes and the spec to share."""
+    return Timeline()
+
+
+@pytest.fixture(name="outbox")
+def _outbox(timeline: Timeline) -> FakeOutbox:
+    """A fake mail server that records each email on the timeline."""
+    return FakeOutbox(timeline)
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    """A clock that stands still until a spec or the fake sleep moves it."""
+    return FakeClock()
+
+
+@pytest.fixture(name="sleep")
+def _sleep(clock: FakeClock) -> FakeSleep:
+    """A sleep that returns at once, moves ``clock`` and keeps a log of its calls."""
+    return FakeSleep(clock)
+
+
+@pytest.fixture(name="started_app")
+async def _started_app(app: ASGIApp) -> AsyncIterator[ASGIApp]:
+    """The kata's ``app`` with its lifespan running (start-up before, shutdown after)."""
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+class KataClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` over the kata's app that also keeps the app's exceptions.
+
+    A request returns after the app's background tasks ran (FACTS.md). An exception in
+    the endpoint is a 500 whose body names it and the learner's line; one in a background
+    task leaves the response as it was. Both are in :attr:`app_errors`.
+    """
+
+    def __init__(self, app: CatchAppErrors) -> None:
+        transport = httpx.ASGITransport(app=app, client=CLIENT_ADDRESS)
+        super().__init__(transport=transport, base_url="http://testserver")
+        self._catcher = app
+
+    @property
+    def app_errors(self) -> list[BaseException]:
+        return self._catcher.errors
+
+
+@pytest.fixture(name="client")
+async def _client(started_app: ASGIApp) -> AsyncIterator[KataClient]:
+    """An HTTP client over the kata's app, in process."""
+    async with KataClient(CatchAppErrors(started_app)) as client:
+        yield client

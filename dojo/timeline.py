@@ -1,0 +1,333 @@
+"""A timeline of what happened, in order, during one call to an ASGI app.
+
+Test clients (``TestClient``, httpx's ``ASGITransport``) return only after every
+background task has finished, so they cannot show *when* the response went out
+relative to the work queued behind it. The :class:`Timeline` can: it drives the ASGI
+app itself, records the moment the response's final body chunk is sent, and lets the
+fakes record their own events (``email started``, ``email sent`` …) on the same line.
+Order is a sequence number, not a clock, so nothing here waits on real time.
+
+    exchange = await timeline.request(app, "POST", "/notifications", json={...})
+    timeline.expect_order("response complete", "email sent", revisit="task 3")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json as jsonlib
+import threading
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from dojo.manifest import REPO_ROOT
+from dojo.teach import lesson
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+#: The address the timeline and the shared client present as the caller's.
+CLIENT_ADDRESS = ("203.0.113.7", 50123)  # TEST-NET-3: never a real host
+SERVER_ADDRESS = ("testserver", 80)
+
+RESPONSE_START = "response start"
+RESPONSE_COMPLETE = "response complete"
+CALL_FINISHED = "ASGI call finished"
+APP_RAISED = "app raised"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: its place in the order, its name and a detail."""
+
+    seq: int
+    name: str
+    detail: str = ""
+    thread: str = ""
+
+    def __str__(self) -> str:
+        detail = f"  {self.detail}" if self.detail else ""
+        return f"#{self.seq} {self.name}{detail}"
+
+
+@dataclass
+class Exchange:
+    """What the client saw of one request, plus anything the app raised."""
+
+    status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    error: BaseException | None = None
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.body)
+
+    def __str__(self) -> str:
+        error = f"; the app raised {describe_error(self.error)}" if self.error else ""
+        return f"HTTP {self.status} {self.text[:300]}{error}"
+
+    __repr__ = __str__
+
+
+class Timeline:
+    """Events in the order they happened, recorded from any thread."""
+
+    def __init__(self, safety_timeout: float = 5.0) -> None:
+        #: Only a hang ever waits this long: a correct app and a wrong one both finish at once.
+        self.safety_timeout = safety_timeout
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[Event]]] = []
+
+    # ------------------------------------------------------------------ recording
+    def record(self, name: str, detail: str = "") -> Event:
+        """Note that ``name`` happened now. Safe to call from worker threads."""
+        with self._lock:
+            event = Event(len(self._events) + 1, name, detail, threading.current_thread().name)
+            self._events.append(event)
+            waiters = [w for w in self._waiters if name in w[0]]
+            self._waiters = [w for w in self._waiters if name not in w[0]]
+        for _, loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future, event)
+        return event
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        with self._lock:
+            return tuple(self._events)
+
+    def names(self) -> list[str]:
+        return [event.name for event in self.events]
+
+    def first(self, name: str) -> Event | None:
+        return next((event for event in self.events if event.name == name), None)
+
+    def count(self, name: str) -> int:
+        return sum(1 for event in self.events if event.name == name)
+
+    async def wait_for(self, *names: str) -> Event:
+        """The first event called one of ``names``: already recorded, or the next to come.
+
+        Waits for the app, never for the clock; ``safety_timeout`` only stops a hang.
+        """
+        wanted = frozenset(names)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Event] = loop.create_future()
+        with self._lock:
+            done = next((event for event in self._events if event.name in wanted), None)
+            if done is None:
+                self._waiters.append((wanted, loop, future))
+        if done is not None:
+            return done
+        try:
+            return await asyncio.wait_for(future, self.safety_timeout)
+        except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11; distinct on 3.10
+            raise AssertionError(
+                f"Nothing called {' or '.join(sorted(wanted))} happened within {self.safety_timeout} s: "
+                f"the app seems to hang.\n{self.render()}"
+            ) from None
+
+    # ------------------------------------------------------------------ reading
+    def render(self, expected: Iterable[str] = ()) -> str:
+        """The timeline as text; beside it, the expected order when one is given."""
+        actual = [str(event) for event in self.events] or ["(nothing happened)"]
+        wanted = [f"{number}. {name}" for number, name in enumerate(expected, start=1)]
+        if not wanted:
+            return "  what happened:\n" + "\n".join(f"    {line}" for line in actual)
+        width = max(len("expected, in this order"), *(len(line) for line in wanted)) + 4
+        rows = [f"    {'expected, in this order':<{width}}what happened"]
+        for index in range(max(len(wanted), len(actual))):
+            left = wanted[index] if index < len(wanted) else ""
+            right = actual[index] if index < len(actual) else ""
+            rows.append(f"    {left:<{width}}{right}".rstrip())
+        return "\n".join(rows)
+
+    def expect_order(self, *names: str, why: str, revisit: str) -> None:
+        """Fail unless the first event of each name happened, in this order."""
+        __tracebackhide__ = True
+        positions = [self.first(name) for name in names]
+        missing = [name for name, event in zip(names, positions, strict=True) if event is None]
+        in_order = not missing and all(a.seq < b.seq for a, b in itertools.pairwise(positions))  # type: ignore[union-attr]
+        if in_order:
+            return
+        got = f"{', '.join(missing)} never happened" if missing else "another order"
+        raise AssertionError(why + lesson(expected=" then ".join(names), got=got, revisit=revisit) + self.render(names))
+
+    # ------------------------------------------------------------------ driving an app
+    def start(  # noqa: C901, PLR0913 - one ASGI exchange, its keyword arguments mirror httpx's request()
+        self,
+        app: ASGIApp,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> asyncio.Task[Exchange]:
+        """Begin one request to ``app`` and return the running call.
+
+        Await it for the :class:`Exchange`; meanwhile :meth:`wait_for` can watch events.
+        The call records ``response start``, ``response complete`` (the final body chunk
+        was sent: the client has its answer), ``app raised`` and ``ASGI call finished``
+        (the app returned, which is after its background tasks ran).
+        """
+        body = content if content is not None else (b"" if json is None else jsonlib.dumps(json).encode())
+        raw_headers = [(b"host", b"testserver")]
+        if json is not None:
+            raw_headers.append((b"content-type", b"application/json"))
+        if body:
+            raw_headers.append((b"content-length", str(len(body)).encode()))
+        raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": method.upper(),
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": urlencode(params or {}).encode(),
+            "headers": raw_headers,
+            "client": CLIENT_ADDRESS,
+            "server": SERVER_ADDRESS,
+            "state": {},
+        }
+        exchange = Exchange()
+        response_done = asyncio.Event()
+        request_sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal request_sent
+            if not request_sent:
+                request_sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await response_done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Mapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                exchange.headers = [(k.decode().lower(), v.decode()) for k, v in message.get("headers", [])]
+                self.record(RESPONSE_START, str(exchange.status))
+            elif message["type"] == "http.response.body":
+                exchange.body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    response_done.set()
+                    self.record(RESPONSE_COMPLETE, f"HTTP {exchange.status}, {len(exchange.body)} bytes")
+
+        async def call() -> Exchange:
+            try:
+                await app(scope, receive, send)
+            except Exception as error:  # noqa: BLE001 - the app's own failure is part of what happened
+                exchange.error = error
+                self.record(APP_RAISED, describe_error(error))
+            self.record(CALL_FINISHED)
+            return exchange
+
+        return asyncio.ensure_future(call())
+
+    async def request(self, app: ASGIApp, method: str, path: str, **kwargs: Any) -> Exchange:
+        """Make one request and wait until the app has returned (background tasks included).
+
+        An exception the app raised is not raised here: it is on the timeline and in
+        ``exchange.error``, for the spec's message to explain.
+        """
+        return await self.start(app, method, path, **kwargs)
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message (file:line in function)``, at the deepest frame outside the libraries.
+
+    That frame is nearly always the learner's own line, which is what they need to see.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [f for f in frames if not _is_library(f.filename)]
+    where = ""
+    if ours:
+        frame = ours[-1]
+        where = f" ({_short_path(frame.filename)}:{frame.lineno}, in {frame.name})"
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _is_library(filename: str) -> bool:
+    path = filename.replace("\\", "/")
+    return "/site-packages/" in path or "/lib/python3" in path or "/dojo/" in path or path.startswith("<")
+
+
+def _short_path(filename: str) -> str:
+    path = Path(filename)
+    for anchor in (Path.cwd(), REPO_ROOT):
+        if path.is_relative_to(anchor):
+            return str(path.relative_to(anchor))
+    return filename
+
+
+class CatchAppErrors:
+    """ASGI middleware for tests: an app's exception becomes a 500 that says what and where.
+
+    Before the response started, the client gets ``500`` with the exception and the
+    learner's line as the body, instead of a library traceback. After it (a background
+    task failed) the client already has its answer. Either way the exception is kept in
+    :attr:`errors` for specs to inspect, and never raised into the spec.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.errors: list[BaseException] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        held: list[Mapping[str, Any]] = []  # Starlette's own bare 500, kept back until we know why
+
+        async def watch(message: Mapping[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start" and message["status"] == 500:
+                held.append(message)
+                return
+            if held:
+                held.append(message)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as error:  # noqa: BLE001 - the learner's code may raise anything
+            self.errors.append(error)
+            if not started:
+                body = f"Internal Server Error\n{describe_error(error)}".encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+            return
+        for message in held:
+            await send(message)
+
+
+def _resolve(future: asyncio.Future[Event], event: Event) -> None:
+    if not future.done():
+        future.set_result(event)

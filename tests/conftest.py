@@ -1,0 +1,89 @@
+"""Helpers for the repository's own checks: run a kata's specs against chosen code."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import pytest
+
+from dojo.manifest import REPO_ROOT, Kata
+
+# pytester restores sys.modules after each in-process run: whatever an inner run imports
+# first is thrown away and imported again by the next. Importing the katas' stack here,
+# once, keeps it warm, so an inner run costs the specs and not the imports (~1 s saved).
+for _name in ("fastapi", "httpx", "pydantic", "email_validator", "asgi_lifespan", "hypothesis", "respx"):
+    importlib.import_module(_name)
+
+
+@dataclass
+class SpecRun:
+    """The outcome of one kata's specs against one implementation."""
+
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    output: str = ""
+
+    @property
+    def total(self) -> int:
+        return len(self.passed) + len(self.failed)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.passed)} passed, {len(self.failed)} failed, {len(self.errors)} errors, "
+            f"{len(self.skipped)} skipped"
+        )
+
+
+def run_specs(pytester: pytest.Pytester, kata: Kata, impl: str) -> SpecRun:
+    """Run ``kata``'s specs in process against ``impl`` (a value of the --impl switch)."""
+    result = pytester.runpytest_inprocess(
+        str(kata.spec_path),
+        f"--impl={impl}",
+        f"--rootdir={REPO_ROOT}",
+        "-c",
+        str(REPO_ROOT / "pyproject.toml"),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-q",
+    )
+    run = SpecRun(output=str(result.stdout))
+    for report in result.reprec.getreports("pytest_collectreport"):
+        if report.failed:
+            run.errors.append(f"collecting {report.nodeid}")
+    for report in result.reprec.getreports("pytest_runtest_logreport"):
+        name = report.nodeid.split("::", 1)[-1]
+        if report.when == "call":
+            {"passed": run.passed, "failed": run.failed, "skipped": run.skipped}[report.outcome].append(name)
+        elif report.failed:
+            run.errors.append(f"{name} ({report.when})")
+        elif report.skipped:
+            run.skipped.append(name)
+    return run
+
+
+@pytest.fixture(name="run_specs")
+def _run_specs(pytester: pytest.Pytester):
+    """``run_specs(kata, impl)``: that kata's specs against that code, in process."""
+
+    def run(kata: Kata, impl: str) -> SpecRun:
+        return run_specs(pytester, kata, impl)
+
+    return run
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 - pytest's hook signature
+    """After the checks, say which spec rejected each mutant."""
+    rows = []
+    for report in terminalreporter.stats.get("passed", []):
+        props = dict(report.user_properties)
+        if "mutant" in props:
+            rows.append((props["mutant"], props["rejected_by"]))
+    if rows:
+        terminalreporter.section("mutants and the specs that reject them")
+        for mutant, specs in sorted(rows):
+            terminalreporter.write_line(f"{mutant}: {specs}")

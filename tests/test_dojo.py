@@ -1,0 +1,284 @@
+"""The tooling the specs stand on: the switch, the failure messages, the timeline, the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import textwrap
+import threading
+
+import httpx
+import pytest
+from fastapi import BackgroundTasks, FastAPI
+
+from dojo import impl, manifest
+from dojo.fakes import EMAIL_BLOCKED_LOOP, EMAIL_SENT, EMAIL_STARTED, FakeClock, FakeOutbox, FakeSleep
+from dojo.manifest import REPO_ROOT, git_blob_id
+from dojo.timeline import CALL_FINISHED, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error
+
+K01 = manifest.load().get("k01")
+
+
+# ------------------------------------------------------------------ the switch
+
+
+def test_the_switch_resolves_each_kind_of_code(tmp_path):
+    """katas, solutions, a mutant, a clone and a bare katas/ folder all become a root of kata folders."""
+    assert impl.resolve(None).root == manifest.KATAS_DIR
+    assert impl.resolve("solutions").root == manifest.SOLUTIONS_DIR
+    mutant = impl.resolve("mutant:k01_fire_and_forget/sends_inline")
+    try:
+        text = (mutant.root / "k01_fire_and_forget" / "notifications.py").read_text()
+        assert "        send_notification_email(mailer" in text
+    finally:
+        mutant.close()
+    assert not mutant.root.exists(), "a materialized mutant is removed when closed"
+    (tmp_path / "clone" / "katas").mkdir(parents=True)
+    assert impl.resolve(str(tmp_path / "clone")).root == tmp_path / "clone" / "katas"
+    assert impl.resolve("clone", cwd=tmp_path).root == tmp_path / "clone" / "katas"
+    assert impl.resolve(str(tmp_path)).root == tmp_path
+
+
+@pytest.mark.parametrize("value", ["mutant:k01_fire_and_forget/no_such_mutant", "no/such/folder"])
+def test_the_switch_explains_a_value_it_cannot_use(value):
+    """A wrong --impl is a clear error naming what it accepts."""
+    with pytest.raises(impl.ImplError, match=r"mutant|folder"):
+        impl.resolve(value)
+
+
+def test_a_stale_mutant_fails_loudly_instead_of_testing_the_solution(tmp_path):
+    """A mutant whose 'old' text is gone from the solution is an error, not a silent no-op."""
+    (tmp_path / "k01_fire_and_forget").mkdir()
+    path = tmp_path / "k01_fire_and_forget" / "stale.toml"
+    path.write_text('description = "x"\n[[replace]]\nfile = "notifications.py"\nold = "nowhere"\nnew = "x"\n')
+    (tmp_path / "notifications.py").write_text("print('hi')\n")
+    with pytest.raises(impl.ImplError, match="found it 0 times"):
+        impl.load_mutant(path).apply(tmp_path)
+
+
+def test_the_shipped_stub_is_recovered_from_git_after_the_learner_edits_it(tmp_path, monkeypatch):
+    """`shipped` does not read the learner's file once it has changed: git's objects keep the original."""
+    original = (K01.folder / "notifications.py").read_bytes()
+    if git_blob_id(original) != K01.shipped["notifications.py"]:
+        pytest.skip("this clone's stub is already edited")
+    probe = subprocess.run(
+        ["git", "cat-file", "-e", K01.shipped["notifications.py"]],
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip("the stub is not committed yet")
+    copy = tmp_path / "katas"
+    (copy / K01.slug).mkdir(parents=True)
+    (copy / K01.slug / "notifications.py").write_text("# the learner's work in progress\n")
+    monkeypatch.setattr(manifest, "KATAS_DIR", copy)
+    assert impl.shipped_source(K01, "notifications.py") == original
+
+
+def test_git_blob_id_is_gits_own():
+    """The manifest's ids are what `git hash-object` prints."""
+    content = (K01.folder / "README.md").read_bytes()
+    result = subprocess.run(
+        ["git", "hash-object", "--stdin"],
+        input=content,
+        capture_output=True,
+        check=True,
+    )
+    assert git_blob_id(content) == result.stdout.decode().strip()
+
+
+def test_the_manifest_finds_a_kata_by_slug_number_or_prefix():
+    """`k01`, `1`, `01` and the slug name the same kata; a typo lists the real ones."""
+    m = manifest.load()
+    assert {m.get(name).slug for name in ["1", "01", "k01", "k01_fire", "k01_fire_and_forget"]} == {K01.slug}
+    with pytest.raises(KeyError, match="k01_fire_and_forget"):
+        m.get("nope")
+
+
+SPEC = """
+    from dojo.impl import kata_module
+    import pytest
+    mod = kata_module("k01_fire_and_forget", "notifications")
+
+    @pytest.mark.task(1)
+    def test_uses_the_module():
+        '''x'''
+        assert mod.create_app
+"""
+
+
+def _submission(tmp_path, source):
+    (tmp_path / "sub" / "k01_fire_and_forget").mkdir(parents=True)
+    (tmp_path / "sub" / "k01_fire_and_forget" / "notifications.py").write_text(textwrap.dedent(source))
+    return tmp_path / "sub"
+
+
+INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+filterwarnings = error
+"""
+
+
+def _run(pytester, submission):
+    pytester.makeini(INI)
+    pytester.makepyfile(test_probe=textwrap.dedent(SPEC))
+    return pytester.runpytest_inprocess(f"--impl={submission}", "-p", "dojo.plugin", "-p", "no:cacheprovider")
+
+
+def test_a_submission_with_a_syntax_error_fails_each_spec_with_a_message(pytester, tmp_path):
+    """A broken module is a FAILED spec that says which file and line, not a collection error."""
+    result = _run(pytester, _submission(tmp_path, "def create_app(:\n    pass\n"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CANNOT IMPORT k01_fire_and_forget/notifications.py*", "*SyntaxError*line 1*"])
+
+
+def test_a_submission_missing_a_function_fails_with_missing_name(pytester, tmp_path):
+    """A missing name is reported as such, with what the module does define."""
+    result = _run(pytester, _submission(tmp_path, "def something_else():\n    pass\n"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*MISSING NAME 'create_app'*", "*defines: something_else*"])
+
+
+def test_the_run_header_names_the_code_under_test(pytester, tmp_path):
+    """Whoever reads the output knows whose code was tested."""
+    result = _run(pytester, _submission(tmp_path, "def create_app():\n    pass\n"))
+    result.stdout.fnmatch_lines([f"code under test: submission {tmp_path / 'sub'}*"])
+    result.assert_outcomes(passed=1)
+
+
+def test_a_spec_without_a_task_marker_is_refused(pytester):
+    """Every spec in a kata counts toward a task; an unmarked one is a usage error."""
+    pytester.makeini(INI)
+    pytester.mkdir("katas")
+    pytester.mkdir("katas/k99_probe")
+    pytester.path.joinpath("katas/k99_probe/test_probe.py").write_text("def test_x():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "dojo.plugin", "-p", "no:cacheprovider", "katas")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*has no @pytest.mark.task(N) marker*"])
+
+
+# ------------------------------------------------------------------ the timeline
+
+
+def _app_with_task(task, *, fail_in_endpoint=False):
+    app = FastAPI()
+
+    @app.post("/go", status_code=202)
+    async def go(background_tasks: BackgroundTasks):
+        if fail_in_endpoint:
+            raise RuntimeError("boom in endpoint")
+        background_tasks.add_task(task)
+        return {"ok": True}
+
+    return app
+
+
+async def test_the_timeline_sees_the_response_complete_before_a_background_task():
+    """Driving the app directly shows what test clients cannot: response first, task after."""
+    timeline = Timeline()
+    app = _app_with_task(lambda: timeline.record("task ran"))
+    exchange = await timeline.request(app, "POST", "/go")
+    assert exchange.status == 202 and exchange.json() == {"ok": True}
+    assert timeline.names() == ["response start", RESPONSE_COMPLETE, "task ran", CALL_FINISHED]
+    timeline.expect_order(RESPONSE_COMPLETE, "task ran", why="", revisit="")
+
+
+async def test_expect_order_fails_with_both_orders_side_by_side():
+    """The failure message shows the expected order beside what happened."""
+    timeline = Timeline()
+    timeline.record("email sent", "to ada")
+    timeline.record(RESPONSE_COMPLETE)
+    with pytest.raises(AssertionError) as failure:
+        timeline.expect_order(RESPONSE_COMPLETE, "email sent", why="Too early.", revisit="task 3")
+    message = str(failure.value)
+    assert "Too early." in message and "revisit:  task 3" in message
+    assert "1. response complete" in message and "#1 email sent  to ada" in message
+    assert message.index("1. response complete") < message.index("#1 email sent")
+
+
+async def test_wait_for_stops_a_hang_with_a_message():
+    """A hung app fails after the safety timeout; a working one never waits for it."""
+    timeline = Timeline(safety_timeout=0.01)
+    with pytest.raises(AssertionError, match="seems to hang"):
+        await timeline.wait_for("never")
+
+
+async def test_an_app_error_is_kept_not_raised_and_points_at_the_line():
+    """Exceptions end up on the timeline and in the exchange, described at the user's frame."""
+    timeline = Timeline()
+    app = _app_with_task(lambda: None, fail_in_endpoint=True)
+    exchange = await timeline.request(app, "POST", "/go")
+    assert exchange.status == 500
+    assert isinstance(exchange.error, RuntimeError)
+    assert "test_dojo.py" in describe_error(exchange.error)
+    assert timeline.count("app raised") == 1
+
+
+async def test_the_error_catcher_turns_a_crash_into_a_500_that_says_why():
+    """The shared client's app answers 500 with the exception's text instead of raising it."""
+    app = CatchAppErrors(_app_with_task(lambda: None, fail_in_endpoint=True))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/go")
+    assert response.status_code == 500
+    assert "RuntimeError: boom in endpoint" in response.text
+    assert len(app.errors) == 1
+
+
+# ------------------------------------------------------------------ fakes
+
+
+async def test_a_held_outbox_blocks_a_worker_thread_until_released():
+    """hold() blocks a send in a thread; release() lets it through; both are on the timeline."""
+    outbox = FakeOutbox()
+    outbox.hold()
+    worker = asyncio.ensure_future(asyncio.to_thread(outbox.send, "a@example.com", "s", "b"))
+    started = await outbox.timeline.wait_for(EMAIL_STARTED)
+    assert started.thread != threading.current_thread().name
+    assert len(outbox) == 0
+    outbox.release()
+    await worker
+    assert outbox.timeline.names() == [EMAIL_STARTED, EMAIL_SENT]
+    assert [e.to for e in outbox.to("a@example.com")] == ["a@example.com"]
+
+
+async def test_a_held_outbox_never_blocks_the_event_loop_thread():
+    """A def send called from async code would freeze the test; the fake records it instead."""
+    outbox = FakeOutbox()
+    outbox.hold()
+    outbox.send("a@example.com", "s", "b")
+    assert EMAIL_BLOCKED_LOOP in outbox.timeline.names()
+
+
+async def test_an_async_send_waits_for_release_without_blocking_the_loop():
+    """asend() yields to the loop while held."""
+    outbox = FakeOutbox()
+    outbox.hold()
+    sending = asyncio.ensure_future(outbox.asend("a@example.com", "s", "b"))
+    await outbox.timeline.wait_for(EMAIL_STARTED)
+    assert not sending.done()
+    outbox.release()
+    await sending
+    assert len(outbox) == 1
+
+
+def test_a_failing_outbox_raises_and_records():
+    """fail_with() scripts a broken mail server."""
+    outbox = FakeOutbox()
+    outbox.fail_with(ConnectionError("down"))
+    with pytest.raises(ConnectionError):
+        outbox.send("a@example.com", "s", "b")
+    assert outbox.timeline.names()[-1] == "email failed" and len(outbox) == 0
+
+
+async def test_the_fake_sleep_moves_the_fake_clock_and_keeps_a_log():
+    """Sleeping is instant, yet the clock and the log move as if time passed."""
+    clock = FakeClock()
+    sleep = FakeSleep(clock)
+    start, mono = clock.now(), clock.monotonic()
+    await sleep(1.5)
+    sleep.sync(0.5)
+    assert sleep.calls == [1.5, 0.5] and sleep.total == 2.0
+    assert (clock.now() - start).total_seconds() == 2.0 and clock.monotonic() - mono == 2.0
+    with pytest.raises(ValueError):
+        clock.advance(-1)

@@ -1,0 +1,46 @@
+"""Every kata, against every kind of code: stub red, solution green, each mutant rejected.
+
+The stub is judged as shipped (``--impl=shipped``), so these checks stay green in a
+learner's clone whatever the learner has done to ``katas/``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dojo import impl, manifest
+
+KATAS = list(manifest.load())
+MUTANTS = [mutant for kata in KATAS for mutant in impl.mutants(kata.slug)]
+
+
+@pytest.mark.parametrize("kata", KATAS, ids=lambda kata: kata.slug)
+def test_every_spec_fails_on_the_stub_as_shipped_and_none_errors(kata, run_specs):
+    """The learner starts red: each spec is a failure that teaches, not a crash."""
+    run = run_specs(kata, "shipped")
+    assert run.total > 0, f"{kata.slug}: no spec ran against the stub\n{run.output}"
+    assert not run.errors, f"{kata.slug}: specs ERROR against the stub: {run.errors}\n{run.output}"
+    assert not run.passed, f"{kata.slug}: specs already PASS against the stub: {run.passed}"
+    assert not run.skipped, f"{kata.slug}: specs skipped against the stub: {run.skipped}"
+
+
+@pytest.mark.parametrize("kata", KATAS, ids=lambda kata: kata.slug)
+def test_every_spec_passes_on_the_solution(kata, run_specs):
+    """The model answer is green, with nothing skipped."""
+    run = run_specs(kata, "solutions")
+    assert run.total > 0, f"{kata.slug}: no spec ran\n{run.output}"
+    assert run.failed == [] and run.errors == [] and run.skipped == [], (
+        f"{kata.slug} against its solution: {run.summary()}\n{run.output}"
+    )
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda mutant: f"{mutant.slug}/{mutant.name}")
+def test_every_mutant_is_rejected_by_at_least_one_spec(mutant, run_specs, record_property):
+    """Each wrong version we know of fails some spec, and we say which."""
+    run = run_specs(manifest.load().get(mutant.slug), mutant.spec)
+    assert run.failed or run.errors, (
+        f"mutant {mutant.slug}/{mutant.name} survives every spec ({run.summary()}):\n"
+        f"  {mutant.description}\nAdd a spec that rejects it."
+    )
+    record_property("mutant", f"{mutant.slug}/{mutant.name}")
+    record_property("rejected_by", ", ".join(run.failed + run.errors))

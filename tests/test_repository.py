@@ -1,0 +1,200 @@
+"""The repository agrees with its manifest: folders, files, READMEs, markers, stubs.
+
+Nothing here reads the learner's edits as a defect: stubs are judged as shipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from dojo import impl, maintain, manifest
+from dojo.manifest import KATAS_DIR, MUTANTS_DIR, REPO_ROOT, SOLUTIONS_DIR, git_blob_id
+
+KATAS = list(manifest.load())
+by_slug = pytest.mark.parametrize("kata", KATAS, ids=lambda kata: kata.slug)
+
+IGNORED = {"__pycache__", ".pytest_cache", ".hypothesis", ".DS_Store"}
+TOP_LEVEL = {
+    "katas",
+    "solutions",
+    "tests",
+    "dojo",
+    ".ci",
+    "conftest.py",
+    "pyproject.toml",
+    "uv.lock",
+    "README.md",
+    ".gitignore",
+    ".python-version",
+    "LICENSE",
+}
+
+
+def tracked_or_present(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name not in IGNORED)
+
+
+def test_the_manifest_lists_every_kata_folder_and_nothing_else():
+    """katas/, solutions/ and tests/mutants/ hold exactly the manifest's katas."""
+    slugs = sorted(kata.slug for kata in KATAS)
+    assert tracked_or_present(KATAS_DIR) == slugs, "katas/ and the manifest disagree"
+    assert tracked_or_present(SOLUTIONS_DIR) == slugs, "solutions/ and the manifest disagree"
+    assert set(tracked_or_present(MUTANTS_DIR)) <= set(slugs), "tests/mutants/ has a folder for no kata"
+
+
+def test_the_top_level_holds_only_what_the_layout_names():
+    """No stray files at the top: the layout in README.md is the whole story."""
+    result = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.skip("not a git checkout: nothing tells a tracked file from a local one")
+    top = {line.split("/", 1)[0] for line in result.stdout.splitlines()}
+    assert top <= TOP_LEVEL, f"unexpected at the top level: {sorted(top - TOP_LEVEL)}"
+
+
+@by_slug
+def test_a_kata_folder_holds_its_readme_spec_and_stubs_only(kata):
+    """A learner's kata folder is README.md, the spec, the stub modules (and maybe a conftest.py)."""
+    expected = {"README.md", kata.spec, *kata.module_files}
+    present = set(tracked_or_present(kata.folder))
+    assert expected <= present, f"{kata.slug} lacks {sorted(expected - present)}"
+    assert present <= expected | {"conftest.py"}, f"stray files in katas/{kata.slug}: {sorted(present - expected)}"
+
+
+@by_slug
+def test_a_solution_folder_mirrors_the_stub_modules(kata):
+    """solutions/<slug> has the same module names as the stub, nothing else."""
+    assert set(tracked_or_present(kata.solution_folder)) == set(kata.module_files)
+
+
+@by_slug
+def test_every_kata_has_mutants_and_each_applies_to_its_solution(kata, tmp_path):
+    """A mutant's 'old' text stands exactly once in today's solution."""
+    mutants = impl.mutants(kata.slug)
+    assert mutants, f"{kata.slug} has no mutants under tests/mutants/{kata.slug}"
+    stray = [p.name for p in kata.mutants_folder.iterdir() if p.suffix != ".toml" and p.name not in IGNORED]
+    assert not stray, f"stray files among the mutants of {kata.slug}: {stray}"
+    for mutant in mutants:
+        folder = tmp_path / mutant.name
+        folder.mkdir()
+        for name in kata.module_files:
+            (folder / name).write_bytes((kata.solution_folder / name).read_bytes())
+        mutant.apply(folder)
+        changed = [n for n in kata.module_files if (folder / n).read_bytes() != (kata.solution_folder / n).read_bytes()]
+        assert changed, f"mutant {mutant.name} changes nothing"
+
+
+HEADING = re.compile(r"^## (\d+)\. (.+)$", re.MULTILINE)
+
+
+@by_slug
+def test_readme_task_headings_match_the_manifest(kata):
+    """README `## N. Title` headings are the manifest's tasks, in order, with the same titles."""
+    readme = (kata.folder / "README.md").read_text(encoding="utf-8")
+    headings = [(int(number), title.strip()) for number, title in HEADING.findall(readme)]
+    assert headings == [(task.number, task.title) for task in kata.tasks]
+
+
+@by_slug
+def test_every_task_has_specs_and_every_spec_has_a_known_task(kata):
+    """The spec's task markers cover exactly the README's tasks."""
+    tree = ast.parse(kata.spec_path.read_text(encoding="utf-8"))
+    marked: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and ast.unparse(decorator.func) == "pytest.mark.task"
+                    and decorator.args
+                    and isinstance(decorator.args[0], ast.Constant)
+                ):
+                    marked[node.name] = decorator.args[0].value
+            assert node.name in marked, f"{node.name} has no @pytest.mark.task(N)"
+            assert ast.get_docstring(node), f"{node.name} has no one-line docstring saying what must hold"
+    assert set(marked.values()) == {task.number for task in kata.tasks}
+
+
+@by_slug
+def test_readme_hints_are_the_manifests(kata):
+    """The hints block in the README is generated from the manifest and up to date."""
+    readme = (kata.folder / "README.md").read_text(encoding="utf-8")
+    assert maintain.readme_with_hints(kata, readme) == readme, "run `uv run python -m dojo.maintain`"
+    for task in kata.tasks:
+        assert task.hints and all(hint.strip() for hint in task.hints), f"task {task.number} needs hints"
+        assert task.points > 0
+
+
+def _shipped_stub(kata, name):
+    try:
+        return impl.shipped_source(kata, name).decode("utf-8")
+    except impl.ImplError as error:
+        pytest.fail(f"the shipped stub cannot be recovered: {error}")
+
+
+@by_slug
+def test_stubs_as_shipped_have_a_todo_for_every_task_and_solutions_none(kata):
+    """Every place to edit says TODO(kNN) task N; the model answers carry no TODO."""
+    tag = f"TODO(k{kata.order:02d})"
+    stub_text = "\n".join(_shipped_stub(kata, name) for name in kata.module_files)
+    for task in kata.tasks:
+        assert f"{tag} task {task.number}" in stub_text, f"no '{tag} task {task.number}' in the stubs"
+    for name in kata.module_files:
+        assert "TODO" not in (kata.solution_folder / name).read_text(encoding="utf-8"), f"TODO left in solution {name}"
+
+
+def _public_shape(module) -> dict[str, str]:
+    shape = {}
+    for name, value in vars(module).items():
+        imported = getattr(value, "__module__", module.__name__) != module.__name__
+        if name.startswith("_") or inspect.ismodule(value) or imported:
+            continue
+        if inspect.isclass(value):
+            shape[name] = "class"
+            for attr, member in vars(value).items():
+                if callable(member) and not attr.startswith("_"):
+                    shape[f"{name}.{attr}"] = str(inspect.signature(member))
+        elif callable(value):
+            shape[name] = ("async def" if inspect.iscoroutinefunction(value) else "def") + str(inspect.signature(value))
+        else:
+            shape[name] = type(value).__name__
+    return shape
+
+
+@by_slug
+def test_stub_and_solution_expose_the_same_public_names_and_signatures(kata, tmp_path):
+    """What the specs can touch is the same in the stub (as shipped) and the solution."""
+    (tmp_path / kata.slug).mkdir()
+    for name in kata.module_files:
+        (tmp_path / kata.slug / name).write_text(_shipped_stub(kata, name), encoding="utf-8")
+    for module in kata.modules:
+        stub = _public_shape(impl.import_kata_module(tmp_path, kata.slug, module))
+        solution = _public_shape(impl.import_kata_module(SOLUTIONS_DIR, kata.slug, module))
+        assert stub == solution, f"{kata.slug}/{module}.py: the stub's public names or signatures differ"
+
+
+@pytest.mark.skipif(
+    os.environ.get("KATAS_MAINTAINER") != "1",
+    reason="maintainers only (KATAS_MAINTAINER=1, set by .ci/run): in a learner's clone the stubs are the learner's",
+)
+def test_the_manifest_records_the_stubs_in_the_working_tree():
+    """A maintainer who edits a stub refreshes its shipped id (`python -m dojo.maintain`)."""
+    for kata in KATAS:
+        for name in kata.module_files:
+            blob = git_blob_id((kata.folder / name).read_bytes())
+            assert kata.shipped.get(name) == blob, f"{kata.slug}/{name} changed: run `uv run python -m dojo.maintain`"
+
+
+def test_maintain_check_agrees():
+    """`python -m dojo.maintain --check` finds the READMEs' hints current (ids judged above)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dojo.maintain", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    stale = [line for line in result.stdout.splitlines() if "hints" in line]
+    assert not stale, result.stdout
