@@ -7,6 +7,7 @@ repository's checks read it through :func:`load`; nothing else hard-codes the li
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,8 +120,14 @@ def git_blob_id(content: bytes) -> str:
 
 def parse(data: dict) -> Manifest:
     """Build the manifest from the TOML data, checking order, slugs and task numbers."""
-    katas = []
-    for order, raw in enumerate(data.get("kata", []), start=1):
+    katas: list[Kata] = []
+    for position, raw in enumerate(data.get("kata", []), start=1):
+        match = re.fullmatch(r"k(\d{2})_[a-z0-9_]+", str(raw.get("slug", "")))
+        if match is None:
+            raise ManifestError(f"kata number {position} in {MANIFEST_PATH.name}: slug must look like k01_name")
+        order = int(match.group(1))
+        if katas and order <= katas[-1].order:
+            raise ManifestError(f"{raw['slug']} comes after {katas[-1].slug}: list the katas in order")
         try:
             tasks = tuple(
                 Task(
@@ -142,8 +149,6 @@ def parse(data: dict) -> Manifest:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ManifestError(f"kata number {order} in {MANIFEST_PATH.name}: {error!r}") from error
-        if not kata.slug.startswith(f"k{order:02d}_"):
-            raise ManifestError(f"kata number {order} is {kata.slug!r}: its slug must start with k{order:02d}_")
         if [task.number for task in tasks] != list(range(1, len(tasks) + 1)):
             raise ManifestError(f"{kata.slug}: tasks must be numbered 1, 2, 3 … in order")
         katas.append(kata)
