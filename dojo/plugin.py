@@ -14,12 +14,26 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from hypothesis import HealthCheck, settings
 
 from dojo import impl as _impl
 from dojo.fakes import FakeClock, FakeOutbox, FakeSleep
 from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
 
 _IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
+
+# Property-based specs: the same examples on every run and every machine, so a learner's
+# red is reproducible and "green" means the same thing in CI; no example database written
+# into the learner's tree; no deadline, whose only effect on a slow machine is flakiness.
+settings.register_profile(
+    "katas",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],  # a first example pays import costs once
+)
+settings.load_profile("katas")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
