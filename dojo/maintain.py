@@ -1,7 +1,8 @@
 """Maintainer chores, in one command: ``uv run python -m dojo.maintain [--check]``.
 
 - refreshes each kata's ``shipped`` blob ids in the manifest from the stubs in ``katas/``;
-- rewrites the hints block of each kata README from the manifest.
+- rewrites the hints block of each kata README from the manifest;
+- rewrites the table of katas in the top-level README from the manifest.
 
 With ``--check`` it changes nothing and exits 1 if anything is out of date (CI runs it).
 Only maintainers run this: in a learner's clone the stubs are the learner's own.
@@ -17,6 +18,25 @@ from dojo.manifest import MANIFEST_PATH, git_blob_id
 
 HINTS_BEGIN = "<!-- hints: generated from dojo/manifest.toml by `python -m dojo.maintain`; edit them there -->"
 HINTS_END = "<!-- end of hints -->"
+TABLE_BEGIN = "<!-- katas: generated from dojo/manifest.toml by `python -m dojo.maintain` -->"
+TABLE_END = "<!-- end of katas -->"
+
+
+def render_table(manifest: _manifest.Manifest) -> str:
+    """The top-level README's table of katas, from the manifest."""
+    rows = [TABLE_BEGIN, "| # | kata | teaches | points |", "| --- | --- | --- | --- |"]
+    rows.extend(
+        f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} |"
+        for kata in manifest
+    )
+    rows.append(TABLE_END)
+    return "\n".join(rows)
+
+
+def _replace_block(text: str, begin: str, end: str, block: str) -> str:
+    if begin in text and end in text:
+        return text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def render_hints(kata: _manifest.Kata) -> str:
@@ -33,12 +53,12 @@ def render_hints(kata: _manifest.Kata) -> str:
 
 def readme_with_hints(kata: _manifest.Kata, text: str) -> str:
     """``text`` (a README) with its hints block replaced, or appended if it has none."""
-    block = render_hints(kata)
-    if HINTS_BEGIN in text and HINTS_END in text:
-        start = text.index(HINTS_BEGIN)
-        end = text.index(HINTS_END) + len(HINTS_END)
-        return text[:start] + block + text[end:]
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    return _replace_block(text, HINTS_BEGIN, HINTS_END, render_hints(kata))
+
+
+def readme_with_table(manifest: _manifest.Manifest, text: str) -> str:
+    """The top-level README with its table of katas regenerated."""
+    return _replace_block(text, TABLE_BEGIN, TABLE_END, render_table(manifest))
 
 
 def manifest_with_shipped(text: str) -> str:
@@ -63,7 +83,14 @@ def main(argv: list[str]) -> int:
         stale.append(f"{MANIFEST_PATH.name}: shipped blob ids")
         if not check:
             MANIFEST_PATH.write_text(new, encoding="utf-8")
-    for kata in _manifest.parse(_manifest.tomllib.loads(new)):
+    fresh = _manifest.parse(_manifest.tomllib.loads(new))
+    top = _manifest.REPO_ROOT / "README.md"
+    text = top.read_text(encoding="utf-8")
+    if readme_with_table(fresh, text) != text:
+        stale.append("README.md: table of katas")
+        if not check:
+            top.write_text(readme_with_table(fresh, text), encoding="utf-8")
+    for kata in fresh:
         readme = kata.folder / "README.md"
         text = readme.read_text(encoding="utf-8")
         wanted = readme_with_hints(kata, text)

@@ -47,6 +47,7 @@ class Kata:
     order: int
     slug: str
     title: str
+    summary: str
     modules: tuple[str, ...]
     spec: str
     tasks: tuple[Task, ...]
@@ -142,6 +143,7 @@ def parse(data: dict) -> Manifest:
                 order=order,
                 slug=str(raw["slug"]),
                 title=str(raw["title"]),
+                summary=str(raw.get("summary", "")),
                 modules=tuple(raw["modules"]),
                 spec=str(raw["spec"]),
                 tasks=tasks,

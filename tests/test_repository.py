@@ -191,10 +191,17 @@ def test_the_manifest_records_the_stubs_in_the_working_tree():
             assert kata.shipped.get(name) == blob, f"{kata.slug}/{name} changed: run `uv run python -m dojo.maintain`"
 
 
+def test_every_kata_says_what_it_teaches_and_the_readme_lists_it():
+    """The top-level README's table of katas is the manifest's, summaries included."""
+    assert all(kata.summary.strip() for kata in KATAS), "every kata needs a `summary` in the manifest"
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert maintain.readme_with_table(manifest.load(), text) == text, "run `uv run python -m dojo.maintain`"
+
+
 def test_maintain_check_agrees():
-    """`python -m dojo.maintain --check` finds the READMEs' hints current (ids judged above)."""
+    """`python -m dojo.maintain --check` finds the READMEs current (the stubs' ids are judged above)."""
     result = subprocess.run(
         [sys.executable, "-m", "dojo.maintain", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
-    stale = [line for line in result.stdout.splitlines() if "hints" in line]
+    stale = [line for line in result.stdout.splitlines() if "shipped blob ids" not in line and "out of date" in line]
     assert not stale, result.stdout
