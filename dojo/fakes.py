@@ -7,7 +7,9 @@ records it there too, so a spec can say *when* it happened relative to the respo
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -162,3 +164,88 @@ class FakeSleep:
     @property
     def total(self) -> float:
         return sum(self.calls)
+
+
+# ------------------------------------------------------------------ a payment gateway
+
+CHARGE_ATTEMPTED = "charge attempted"
+CHARGE_APPROVED = "charge approved"
+CHARGE_FAILED = "charge failed"
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One call to the gateway: what was charged, and how it ended (a receipt or an error)."""
+
+    payment_id: str
+    amount_cents: int
+    outcome: str
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of ``error`` with no traceback, or ``error`` itself if its class cannot be copied."""
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:  # noqa: BLE001 - an exception class whose __init__ does not take its args
+        return error.with_traceback(None)
+
+
+class FakeGateway:
+    """A payment gateway that follows a script of outcomes, one per charge.
+
+    Each outcome is an exception (a class or an instance) to raise, or a value to return
+    as the receipt. Once the script is used up its last outcome repeats, so a retry loop
+    that goes one attempt too far meets the same failure again and the spec sees the
+    extra call. With no script, every charge is approved with a receipt ``receipt-N``.
+
+        gateway.will(TransientError("timeout"), TransientError("timeout"), "receipt-1")
+
+    An instance is raised as a fresh copy each time, so tracebacks never pile up on it.
+    ``charge`` is ``async`` like an HTTP client's call; ``charge_sync`` is its ``def`` twin.
+    """
+
+    def __init__(self, script: Iterable[object] = (), timeline: Timeline | None = None) -> None:
+        self.timeline = timeline or Timeline()
+        self.calls: list[Charge] = []
+        self._script: list[object] = []
+        self._position = 0
+        self.will(*script)
+
+    def will(self, *outcomes: object) -> FakeGateway:
+        """From now on, answer charge N with ``outcomes[N]`` (the last one repeats)."""
+        self._script = list(outcomes)
+        self._position = 0
+        return self
+
+    async def charge(self, payment_id: str, amount_cents: int) -> object:
+        """Charge once; raise or return what the script says. Yields to the loop like I/O."""
+        await asyncio.sleep(0)
+        return self.charge_sync(payment_id, amount_cents)
+
+    def charge_sync(self, payment_id: str, amount_cents: int) -> object:
+        number = len(self.calls) + 1
+        self.timeline.record(CHARGE_ATTEMPTED, f"{payment_id}, {amount_cents} cents, call {number}")
+        self._position += 1
+        if not self._script:
+            outcome: object = f"receipt-{number}"
+        else:
+            outcome = self._script[min(self._position, len(self._script)) - 1]
+        if isinstance(outcome, type) and issubclass(outcome, BaseException):
+            outcome = outcome(f"scripted failure of charge {number}")
+        if isinstance(outcome, BaseException):
+            error = _fresh(outcome)
+            self.calls.append(Charge(payment_id, amount_cents, f"{type(error).__name__}: {error}"))
+            self.timeline.record(CHARGE_FAILED, f"{payment_id}: {type(error).__name__}: {error}")
+            raise error
+        self.calls.append(Charge(payment_id, amount_cents, repr(outcome)))
+        self.timeline.record(CHARGE_APPROVED, f"{payment_id}: {outcome!r}")
+        return outcome
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __repr__(self) -> str:
+        if not self.calls:
+            return "FakeGateway(never charged)"
+        lines = (f"  {n}. {c.payment_id} {c.amount_cents} cents -> {c.outcome}" for n, c in enumerate(self.calls, 1))
+        return "FakeGateway(\n" + "\n".join(lines) + "\n)"

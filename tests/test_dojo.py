@@ -12,7 +12,18 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from dojo import impl, manifest
-from dojo.fakes import EMAIL_BLOCKED_LOOP, EMAIL_SENT, EMAIL_STARTED, FakeClock, FakeOutbox, FakeSleep
+from dojo.fakes import (
+    CHARGE_APPROVED,
+    CHARGE_ATTEMPTED,
+    CHARGE_FAILED,
+    EMAIL_BLOCKED_LOOP,
+    EMAIL_SENT,
+    EMAIL_STARTED,
+    FakeClock,
+    FakeGateway,
+    FakeOutbox,
+    FakeSleep,
+)
 from dojo.manifest import REPO_ROOT, git_blob_id
 from dojo.timeline import CALL_FINISHED, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error
 
@@ -282,3 +293,34 @@ async def test_the_fake_sleep_moves_the_fake_clock_and_keeps_a_log():
     assert (clock.now() - start).total_seconds() == 2.0 and clock.monotonic() - mono == 2.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+async def test_the_fake_gateway_follows_its_script_and_repeats_the_last_outcome():
+    """Scripted errors are raised fresh each time, values returned; past the script, the last outcome repeats."""
+    gateway = FakeGateway([TimeoutError("slow"), "receipt-A", ConnectionError])
+    with pytest.raises(TimeoutError, match="slow") as first:
+        await gateway.charge("pay_1", 1250)
+    assert gateway.charge_sync("pay_1", 1250) == "receipt-A"
+    for _ in range(2):
+        with pytest.raises(ConnectionError, match="scripted failure of charge"):
+            await gateway.charge("pay_1", 1250)
+    assert len(gateway) == 4
+    assert [c.outcome for c in gateway.calls] == [
+        "TimeoutError: slow",
+        "'receipt-A'",
+        "ConnectionError: scripted failure of charge 3",
+        "ConnectionError: scripted failure of charge 4",
+    ]
+    assert gateway.timeline.names()[:2] == [CHARGE_ATTEMPTED, CHARGE_FAILED]
+    assert gateway.timeline.count(CHARGE_APPROVED) == 1
+    with pytest.raises(TimeoutError) as again:
+        await gateway.will(TimeoutError("slow")).charge("pay_2", 1)
+    assert again.value is not first.value, "each raise is a fresh copy: no traceback piles up"
+    assert "pay_1" in repr(gateway) and "pay_2" in repr(gateway)
+
+
+async def test_an_unscripted_gateway_approves_every_charge():
+    """With no script, each charge returns receipt-N."""
+    gateway = FakeGateway()
+    assert [await gateway.charge("p", 1), await gateway.charge("p", 1)] == ["receipt-1", "receipt-2"]
+    assert repr(FakeGateway()) == "FakeGateway(never charged)"
