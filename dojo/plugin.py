@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from dojo import impl as _impl
 from dojo.fakes import FakeClock, FakeGateway, FakeOutbox, FakeSleep
@@ -25,14 +25,21 @@ _IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
 # Property-based specs: the same examples on every run and every machine, so a learner's
 # red is reproducible and "green" means the same thing in CI; no example database written
 # into the learner's tree; no deadline, whose only effect on a slow machine is flakiness.
+# The explain phase is left out: its "varied together" comments cost a second per failing
+# property and puzzle a learner whose stub simply raises NotImplementedError. Shrinking
+# stays: the smallest failing example is the best lesson a property gives.
 settings.register_profile(
     "katas",
     derandomize=True,
     database=None,
     deadline=None,
     max_examples=100,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
     suppress_health_check=[HealthCheck.too_slow],  # a first example pays import costs once
 )
+# The repository's own checks only need to know THAT a property fails on a stub or a
+# mutant, not its smallest example: no shrinking there (`--hypothesis-profile=katas-check`).
+settings.register_profile("katas-check", parent=settings.get_profile("katas"), phases=(Phase.explicit, Phase.generate))
 settings.load_profile("katas")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -38,7 +39,17 @@ class SpecRun:
 
 
 def run_specs(pytester: pytest.Pytester, kata: Kata, impl: str) -> SpecRun:
-    """Run ``kata``'s specs in process against ``impl`` (a value of the --impl switch)."""
+    """Run ``kata``'s specs in process against ``impl`` (a value of the --impl switch).
+
+    Against the solution the specs run in a random order (pytest-randomly; the seed is in
+    the output), with every hypothesis phase: green must not depend on order. Against a
+    stub or a mutant only the verdict matters, so failing properties are not shrunk, and
+    a mutant's run stops at the first spec that rejects it (``KATAS_EVERY_REJECTION=1``
+    runs them all, to see every spec that rejects each mutant).
+    """
+    extra = ["-p", "randomly"] if impl == "solutions" else ["--hypothesis-profile=katas-check"]
+    if impl.startswith("mutant:") and os.environ.get("KATAS_EVERY_REJECTION") != "1":
+        extra.append("--maxfail=1")
     result = pytester.runpytest_inprocess(
         str(kata.spec_path),
         f"--impl={impl}",
@@ -47,9 +58,11 @@ def run_specs(pytester: pytest.Pytester, kata: Kata, impl: str) -> SpecRun:
         str(REPO_ROOT / "pyproject.toml"),
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:randomly",
         "-q",
+        # pytest's own traceback style re-parses every source file of every frame: ~30 ms
+        # a failure, most of a stub run. The checks read outcomes, not tracebacks.
+        "--tb=native",
+        *extra,
     )
     run = SpecRun(output=str(result.stdout))
     for report in result.reprec.getreports("pytest_collectreport"):
