@@ -28,9 +28,9 @@ ROUNDS = 2000
 
 
 def describe(job: Any) -> str:
-    """``job-3 (urgent)``: a job as the messages show it, whatever its fields hold."""
+    """``job-3 (urgent) {'n': 2}``: a job as the messages show it, whatever its fields hold."""
     priority = getattr(job.priority, "value", job.priority)
-    return f"{job.id} ({priority})"
+    return f"{job.id} ({priority}) {job.payload}"
 
 
 class FakeHandler:
