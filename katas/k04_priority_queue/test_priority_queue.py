@@ -105,7 +105,7 @@ async def post_job(client: httpx.AsyncClient, settle: Any, handler: Any, body: d
                 got=f"it finished only once the handler was released: {response.status_code} {response.text[:200]}",
                 revisit="task 4: the endpoint only puts the job in the queue; the worker (task 3) runs it. Run in "
                 "the endpoint, or as a BackgroundTasks task (still inside the request, after the response), each "
-                "request runs its own job, in arrival order: priority then decides nothing",
+                "request runs its own job: there is no line, and priority decides nothing",
             ),
             pytrace=False,
         )
