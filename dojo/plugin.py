@@ -3,7 +3,7 @@
 - ``--impl`` (or ``KATA_IMPL``): which code the specs exercise; see :mod:`dojo.impl`.
 - ``@pytest.mark.task(N)``: the README task a spec belongs to.
 - The shared fixtures: ``timeline``, ``outbox``, ``clock``, ``sleep``, ``started_app``
-  and ``client`` (the last two need the kata's own ``app`` fixture).
+  and ``client`` (the last two need the kata's own ``app`` fixture), ``background_gate``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, settings
 
 from dojo import impl as _impl
-from dojo.fakes import FakeClock, FakeOutbox, FakeSleep
+from dojo.fakes import BackgroundGate, FakeClock, FakeOutbox, FakeSleep
 from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
 
 _IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
@@ -140,3 +140,9 @@ async def _client(started_app: ASGIApp) -> AsyncIterator[KataClient]:
     """An HTTP client over the kata's app, in process."""
     async with KataClient(CatchAppErrors(started_app)) as client:
         yield client
+
+
+@pytest.fixture(name="background_gate")
+def _background_gate(timeline: Timeline) -> BackgroundGate:
+    """Holds background tasks back after the response, until the spec opens it."""
+    return BackgroundGate(timeline)

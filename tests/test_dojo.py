@@ -12,7 +12,17 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from dojo import impl, manifest
-from dojo.fakes import EMAIL_BLOCKED_LOOP, EMAIL_SENT, EMAIL_STARTED, FakeClock, FakeOutbox, FakeSleep
+from dojo.fakes import (
+    BACKGROUND_HELD,
+    BACKGROUND_RELEASED,
+    EMAIL_BLOCKED_LOOP,
+    EMAIL_SENT,
+    EMAIL_STARTED,
+    BackgroundGate,
+    FakeClock,
+    FakeOutbox,
+    FakeSleep,
+)
 from dojo.manifest import REPO_ROOT, git_blob_id
 from dojo.timeline import CALL_FINISHED, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error
 
@@ -282,3 +292,20 @@ async def test_the_fake_sleep_moves_the_fake_clock_and_keeps_a_log():
     assert (clock.now() - start).total_seconds() == 2.0 and clock.monotonic() - mono == 2.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+async def test_the_background_gate_holds_tasks_after_the_response_until_opened():
+    """Through the gate the client has its answer, the task waits; the unwrapped app never waits."""
+    timeline = Timeline()
+    gate = BackgroundGate(timeline)
+    app = _app_with_task(lambda: timeline.record("task ran"))
+    held = timeline.start(gate.wrap(app), "POST", "/go")
+    await timeline.wait_for(BACKGROUND_HELD)
+    assert timeline.names() == ["response start", RESPONSE_COMPLETE, BACKGROUND_HELD]
+    assert not held.done()
+    gate.open()
+    exchange = await held
+    assert exchange.status == 202 and exchange.json() == {"ok": True}
+    assert timeline.names()[3:] == [BACKGROUND_RELEASED, "task ran", CALL_FINISHED]
+    await timeline.request(gate.wrap(app), "POST", "/go")  # open: nothing waits any more
+    assert timeline.count(BACKGROUND_HELD) == 1 and timeline.count("task ran") == 2
