@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from dojo.timeline import Timeline
+from dojo.timeline import ASGIApp, Timeline
 
 EMAIL_STARTED = "email started"
 EMAIL_SENT = "email sent"
@@ -249,3 +250,59 @@ class FakeGateway:
             return "FakeGateway(never charged)"
         lines = (f"  {n}. {c.payment_id} {c.amount_cents} cents -> {c.outcome}" for n, c in enumerate(self.calls, 1))
         return "FakeGateway(\n" + "\n".join(lines) + "\n)"
+
+
+# ------------------------------------------------------------------ holding background tasks back
+
+BACKGROUND_HELD = "background tasks held"
+BACKGROUND_RELEASED = "background tasks released"
+
+
+class BackgroundGate:
+    """Holds an app's background tasks back, after its response is complete, until opened.
+
+    Starlette runs a request's background tasks right after it sends the response's last
+    body chunk, in the same call, so a test sees no moment between the two. Wrap the app:
+    a request through ``gate.wrap(app)`` gets its whole response, then waits at the gate
+    before its background tasks start, as if the server were busy. Meanwhile a spec can
+    ask the app what it says of the work it accepted ("pending", not yet started).
+    :meth:`open` lets every held request go on. Requests to the unwrapped app never wait.
+
+        held = timeline.start(gate.wrap(app), "POST", "/tasks", json={...})
+        await timeline.wait_for(BACKGROUND_HELD)
+        ...  # the client has its answer; no background task has started
+        gate.open()
+        await held
+    """
+
+    def __init__(self, timeline: Timeline | None = None) -> None:
+        self.timeline = timeline or Timeline()
+        self._open = asyncio.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def open(self) -> None:
+        """Let the held requests' background tasks run (and every later one at once)."""
+        if not self._open.is_set():
+            self._open.set()
+            self.timeline.record(BACKGROUND_RELEASED)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """``app``, but each response's background tasks wait for the gate to open."""
+
+        async def held_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+            async def held_send(message: Mapping[str, Any]) -> None:
+                await send(message)
+                last_chunk = message["type"] == "http.response.body" and not message.get("more_body", False)
+                if last_chunk and not self._open.is_set():
+                    self.timeline.record(BACKGROUND_HELD, f"{scope.get('method', '')} {scope.get('path', '')}")
+                    try:
+                        await asyncio.wait_for(self._open.wait(), self.timeline.safety_timeout)
+                    except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11
+                        self.timeline.record("background gate gave up", "the gate was never opened")
+
+            await app(scope, receive, held_send)
+
+        return held_app

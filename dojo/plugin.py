@@ -3,7 +3,8 @@
 - ``--impl`` (or ``KATA_IMPL``): which code the specs exercise; see :mod:`dojo.impl`.
 - ``@pytest.mark.task(N)``: the README task a spec belongs to.
 - The shared fixtures: ``timeline``, ``outbox``, ``clock``, ``sleep``, ``started_app``,
-  ``client`` (these two need the kata's own ``app`` fixture) and ``gateway``.
+  ``client`` (these two need the kata's own ``app`` fixture), ``gateway`` and
+  ``background_gate``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, Phase, settings
 
 from dojo import impl as _impl
-from dojo.fakes import FakeClock, FakeGateway, FakeOutbox, FakeSleep
+from dojo.fakes import BackgroundGate, FakeClock, FakeGateway, FakeOutbox, FakeSleep
 from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
 
 _IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
@@ -153,3 +154,9 @@ async def _client(started_app: ASGIApp) -> AsyncIterator[KataClient]:
 def _gateway(timeline: Timeline) -> FakeGateway:
     """A fake payment gateway that approves every charge until a spec scripts it (``will``)."""
     return FakeGateway(timeline=timeline)
+
+
+@pytest.fixture(name="background_gate")
+def _background_gate(timeline: Timeline) -> BackgroundGate:
+    """Holds background tasks back after the response, until the spec opens it."""
+    return BackgroundGate(timeline)

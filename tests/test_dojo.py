@@ -13,12 +13,15 @@ from fastapi import BackgroundTasks, FastAPI
 
 from dojo import impl, manifest
 from dojo.fakes import (
+    BACKGROUND_HELD,
+    BACKGROUND_RELEASED,
     CHARGE_APPROVED,
     CHARGE_ATTEMPTED,
     CHARGE_FAILED,
     EMAIL_BLOCKED_LOOP,
     EMAIL_SENT,
     EMAIL_STARTED,
+    BackgroundGate,
     FakeClock,
     FakeGateway,
     FakeOutbox,
@@ -324,3 +327,20 @@ async def test_an_unscripted_gateway_approves_every_charge():
     gateway = FakeGateway()
     assert [await gateway.charge("p", 1), await gateway.charge("p", 1)] == ["receipt-1", "receipt-2"]
     assert repr(FakeGateway()) == "FakeGateway(never charged)"
+
+
+async def test_the_background_gate_holds_tasks_after_the_response_until_opened():
+    """Through the gate the client has its answer, the task waits; the unwrapped app never waits."""
+    timeline = Timeline()
+    gate = BackgroundGate(timeline)
+    app = _app_with_task(lambda: timeline.record("task ran"))
+    held = timeline.start(gate.wrap(app), "POST", "/go")
+    await timeline.wait_for(BACKGROUND_HELD)
+    assert timeline.names() == ["response start", RESPONSE_COMPLETE, BACKGROUND_HELD]
+    assert not held.done()
+    gate.open()
+    exchange = await held
+    assert exchange.status == 202 and exchange.json() == {"ok": True}
+    assert timeline.names()[3:] == [BACKGROUND_RELEASED, "task ran", CALL_FINISHED]
+    await timeline.request(gate.wrap(app), "POST", "/go")  # open: nothing waits any more
+    assert timeline.count(BACKGROUND_HELD) == 1 and timeline.count("task ran") == 2
