@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 import types
+from http import HTTPStatus
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
@@ -19,6 +20,25 @@ if TYPE_CHECKING:
 def lesson(*, expected: str, got: str, revisit: str) -> str:
     """The message of a failing assertion, in three labelled parts."""
     return f"\n  expected: {_indent(expected)}\n  got:      {_indent(got)}\n  revisit:  {_indent(revisit)}\n"
+
+
+def expect_status(response: object, status: int, *, revisit: str, expected: str | None = None) -> None:
+    """Fail with a lesson unless ``response`` (httpx's, or the timeline's Exchange) has ``status``.
+
+    Raised directly rather than through ``assert``, so the learner reads the lesson alone,
+    without pytest's ``assert 500 == 202 / where ...`` introspection under it. The body is
+    shown with the status: for a crash it names the exception and the learner's line.
+    """
+    __tracebackhide__ = True
+    got = getattr(response, "status_code", None)
+    if got is None:
+        got = getattr(response, "status", None)
+    if got == status:
+        return
+    wanted = expected or f"{status} {HTTPStatus(status).phrase}"
+    # The timeline's Exchange also says what the app raised; httpx's response has its body.
+    shown = str(response) if hasattr(response, "error") else f"{got} {getattr(response, 'text', '')[:300]}".rstrip()
+    raise AssertionError(lesson(expected=wanted, got=shown, revisit=revisit))
 
 
 def _indent(text: str) -> str:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from dojo.fakes import CHARGE_ATTEMPTED, FakeClock, FakeGateway, FakeOutbox, FakeSleep
 from dojo.impl import kata_module
-from dojo.teach import lesson
+from dojo.teach import expect_status, lesson
 from dojo.timeline import RESPONSE_COMPLETE, Timeline
 
 payments = kata_module("k03_retry", "payments")
@@ -419,9 +419,10 @@ async def test_property_one_wait_between_attempts_and_each_within_its_bounds(ste
 async def test_a_valid_payment_is_accepted_with_202_and_says_it_is_processing(client):
     """202 Accepted and {"status": "processing", "payment_id": ...}: the charge has not happened yet."""
     response = await client.post("/payments", json=PAYMENT)
-    assert response.status_code == 202, lesson(
+    expect_status(
+        response,
+        202,
         expected="202 Accepted",
-        got=f"{response.status_code} {response.text[:300]}",
         revisit="task 4: the route declares status_code=202; the endpoint queues and returns",
     )
     assert response.json() == {"status": "processing", "payment_id": PAYMENT["payment_id"]}, lesson(
@@ -450,9 +451,10 @@ async def test_an_invalid_payment_is_rejected_with_422_and_never_charged(client,
     """Bad input is the client's mistake: 422 naming the field, and the gateway never hears of it."""
     body = {key: value for key, value in {**PAYMENT, **change}.items() if value is not None}
     response = await client.post("/payments", json=body)
-    assert response.status_code == 422, lesson(
+    expect_status(
+        response,
+        422,
         expected=f"422 for {why}",
-        got=f"{response.status_code} {response.text[:300]}",
         revisit="task 4: declare the fields of PaymentRequest with their limits; FastAPI answers 422 itself",
     )
     assert len(gateway) == 0, lesson(

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dojo.impl import kata_module
-from dojo.teach import lesson
+from dojo.teach import expect_status, lesson
 
 jobs = kata_module("k04_priority_queue", "jobs")
 
@@ -117,9 +117,10 @@ async def busy_worker(client: httpx.AsyncClient, settle: Any, handler: Any) -> N
     __tracebackhide__ = True
     handler.hold()
     response = await post_job(client, settle, handler, {"payload": {"n": 0}, "priority": "low"})
-    assert response.status_code == 202, lesson(
+    expect_status(
+        response,
+        202,
         expected="202 for the first job",
-        got=f"{response.status_code} {response.text[:200]}",
         revisit="task 4: the endpoint puts the job in the queue and answers 202",
     )
     assert await settle(lambda: handler.started), lesson(
@@ -371,9 +372,10 @@ async def test_shutting_the_app_down_stops_its_worker(app, queue, handler, settl
 async def test_a_job_is_accepted_with_202_its_id_priority_and_position(client):
     """202 Accepted: the job is queued, not done. The body says which job and where it stands."""
     response = await client.post("/jobs", json={"payload": {"report": "weekly"}, "priority": "high"})
-    assert response.status_code == 202, lesson(
+    expect_status(
+        response,
+        202,
         expected="202 Accepted",
-        got=f"{response.status_code} {response.text[:200]}",
         revisit="task 4: the route is declared with status_code=202",
     )
     body = response.json()
@@ -413,9 +415,10 @@ async def test_every_job_gets_its_own_id_and_normal_is_the_default_priority(clie
 async def test_an_unknown_priority_is_rejected_with_422_and_nothing_is_queued(client, handler, settle, priority):
     """Only urgent, high, normal and low are priorities: anything else is the client's mistake, a 422."""
     response = await client.post("/jobs", json={"payload": {"n": 1}, "priority": priority})
-    assert response.status_code == 422, lesson(
+    expect_status(
+        response,
+        422,
         expected=f"422 Unprocessable Content for the priority {priority!r}",
-        got=f"{response.status_code} {response.text[:200]}",
         revisit="task 4: declare `priority: Priority` in JobRequest; FastAPI then rejects other values itself "
         "(a plain str lets 'asap' through to a KeyError or a ValueError: a 500)",
     )
@@ -432,9 +435,10 @@ async def test_an_unknown_priority_is_rejected_with_422_and_nothing_is_queued(cl
 async def test_a_job_without_a_json_object_payload_is_rejected_with_422(client, body):
     """`payload` is required and must be a JSON object."""
     response = await client.post("/jobs", json=body)
-    assert response.status_code == 422, lesson(
+    expect_status(
+        response,
+        422,
         expected=f"422 for {body}",
-        got=f"{response.status_code} {response.text[:200]}",
         revisit="task 4: payload: dict[str, Any], with no default",
     )
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from dojo.fakes import BACKGROUND_HELD, EPOCH, BackgroundGate, FakeClock
 from dojo.impl import kata_module
-from dojo.teach import lesson
+from dojo.teach import expect_status, lesson
 from dojo.timeline import Exchange, Timeline
 
 monitoring = kata_module("k05_task_monitoring", "monitoring")
@@ -39,9 +39,10 @@ async def status_of(client, task_id: UUID | str, *, revisit: str) -> dict:
     """GET the task's status document; fail with a lesson unless it is a 200."""
     __tracebackhide__ = True
     response = await client.get(f"/tasks/{task_id}")
-    assert response.status_code == 200, lesson(
+    expect_status(
+        response,
+        200,
         expected=f"200 and the status document of task {task_id}",
-        got=f"{response.status_code} {response.text[:300]}",
         revisit=revisit,
     )
     return response.json()
@@ -50,9 +51,10 @@ async def status_of(client, task_id: UUID | str, *, revisit: str) -> dict:
 def expect_accepted(exchange: Exchange) -> None:
     """Fail with a lesson unless the POST was answered 202."""
     __tracebackhide__ = True
-    assert exchange.status == 202, lesson(
+    expect_status(
+        exchange,
+        202,
         expected="the POST answered 202 Accepted",
-        got=f"{exchange}",
         revisit="task 1: build the pending record, store it, queue run_task, return the record",
     )
 
@@ -86,9 +88,10 @@ def summary(body: dict) -> tuple:
 async def test_a_new_task_is_accepted_with_202_and_a_pending_record(client, ids):
     """The POST answers 202 with the task's record: its fresh id, pending, 0 %, created now."""
     response = await client.post("/tasks", json={"items": ITEMS})
-    assert response.status_code == 202, lesson(
+    expect_status(
+        response,
+        202,
         expected="202 Accepted: the work is queued, not done",
-        got=f"{response.status_code} {response.text[:300]}",
         revisit="task 1: build the pending record, queue run_task, return the record",
     )
     body = response.json()
@@ -205,9 +208,10 @@ async def test_an_id_that_was_never_issued_is_a_404(client):
     await client.post("/tasks", json={"items": ITEMS})
     unknown = uuid4()
     response = await client.get(f"/tasks/{unknown}")
-    assert response.status_code == 404, lesson(
+    expect_status(
+        response,
+        404,
         expected=f"404 Not Found for the unknown task {unknown}",
-        got=f"{response.status_code} {response.text[:300]}",
         revisit="task 2: look the id up with tasks.get(...) and raise HTTPException(status_code=404) "
         "when it is missing (tasks[task_id] would be a KeyError, a 500)",
     )
@@ -219,9 +223,10 @@ async def test_a_malformed_id_is_a_422(client, malformed):
     """An id that is not a UUID cannot name any task: 422, like any invalid input."""
     await client.post("/tasks", json={"items": ITEMS})
     response = await client.get(f"/tasks/{malformed}")
-    assert response.status_code == 422, lesson(
+    expect_status(
+        response,
+        422,
         expected=f"422 Unprocessable Content for the id {malformed!r}",
-        got=f"{response.status_code} {response.text[:300]}",
         revisit="task 2: declare the path parameter as `task_id: UUID`; FastAPI then validates it",
     )
 
@@ -232,9 +237,10 @@ async def test_an_app_knows_only_its_own_tasks(client, ids, worker, clock, timel
     await client.post("/tasks", json={"items": ITEMS})
     other_app = monitoring.create_app(process=worker, clock=clock)
     exchange = await timeline.request(other_app, "GET", f"/tasks/{ids.script[0]}")
-    assert exchange.status == 404, lesson(
+    expect_status(
+        exchange,
+        404,
         expected=f"404 from a second app asked about the first app's task {ids.script[0]}",
-        got=f"{exchange}",
         revisit="task 2: keep the records in create_app's own `tasks` dict, one per app",
     )
 
