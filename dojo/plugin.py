@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from hypothesis import HealthCheck, Phase, settings
 
 from dojo import impl as _impl
 from dojo.fakes import BackgroundGate, FakeClock, FakeGateway, FakeOutbox, FakeSleep
@@ -23,25 +24,39 @@ from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
 
 _IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
 
-# Property-based specs: the same examples on every run and every machine, so a learner's
-# red is reproducible and "green" means the same thing in CI; no example database written
-# into the learner's tree; no deadline, whose only effect on a slow machine is flakiness.
-# The explain phase is left out: its "varied together" comments cost a second per failing
-# property and puzzle a learner whose stub simply raises NotImplementedError. Shrinking
-# stays: the smallest failing example is the best lesson a property gives.
-settings.register_profile(
-    "katas",
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=100,
-    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
-    suppress_health_check=[HealthCheck.too_slow],  # a first example pays import costs once
-)
-# The repository's own checks only need to know THAT a property fails on a stub or a
-# mutant, not its smallest example: no shrinking there (`--hypothesis-profile=katas-check`).
-settings.register_profile("katas-check", parent=settings.get_profile("katas"), phases=(Phase.explicit, Phase.generate))
-settings.load_profile("katas")
+
+def _register_hypothesis_profiles(*, load: bool) -> None:
+    """Register the katas' hypothesis profiles (and load "katas") the first time it is needed.
+
+    Importing hypothesis costs ~0.25 s, a fifth of a learner's run, so it happens only for
+    spec files that use it (or when ``--hypothesis-profile`` names one of ours).
+    """
+    from hypothesis import HealthCheck, Phase, settings
+
+    if "katas" in settings._profiles:  # noqa: SLF001 - hypothesis has no public "is registered"
+        return
+    # Property-based specs: the same examples on every run and every machine, so a learner's
+    # red is reproducible and "green" means the same thing in CI; no example database written
+    # into the learner's tree; no deadline, whose only effect on a slow machine is flakiness.
+    # The explain phase is left out: its "varied together" comments cost a second per failing
+    # property and puzzle a learner whose stub simply raises NotImplementedError. Shrinking
+    # stays: the smallest failing example is the best lesson a property gives.
+    settings.register_profile(
+        "katas",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=100,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+        suppress_health_check=[HealthCheck.too_slow],  # a first example pays import costs once
+    )
+    # The repository's own checks only need to know THAT a property fails on a stub or a
+    # mutant, not its smallest example: no shrinking there (`--hypothesis-profile=katas-check`).
+    settings.register_profile(
+        "katas-check", parent=settings.get_profile("katas"), phases=(Phase.explicit, Phase.generate)
+    )
+    if load:
+        settings.load_profile("katas")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,8 +74,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's own plugin loads a --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     """Register the task marker and serve the code the switch chose."""
+    if config.getoption("hypothesis_profile", None):
+        _register_hypothesis_profiles(load=False)
     config.addinivalue_line("markers", "task(number): the README task (## number.) this spec checks")
     choice = config.getoption("impl") or os.environ.get(_impl.ENV_VAR) or _impl.DEFAULT
     try:
@@ -69,6 +87,25 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[_IMPL_KEY] = implementation
     _impl.push(implementation)
+
+
+def pytest_pycollect_makemodule(module_path: Path) -> None:
+    """Before a spec module that uses hypothesis is imported, its settings profile exists."""
+    if "hypothesis" in module_path.read_text(encoding="utf-8", errors="replace"):
+        _register_hypothesis_profiles(load=True)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Without property specs, hypothesis's plugin has nothing to report: unregister it.
+
+    Its terminal summary imports all of hypothesis (0.3 s here, 1 s on a busy machine)
+    on every run, even when no collected spec uses hypothesis.
+    """
+    if "hypothesis" not in sys.modules:
+        manager = session.config.pluginmanager
+        plugin = manager.get_plugin("hypothesispytest")
+        if plugin is not None:
+            manager.unregister(plugin)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

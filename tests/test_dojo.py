@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import textwrap
 import threading
 
@@ -344,3 +345,43 @@ async def test_the_background_gate_holds_tasks_after_the_response_until_opened()
     assert timeline.names()[3:] == [BACKGROUND_RELEASED, "task ran", CALL_FINISHED]
     await timeline.request(gate.wrap(app), "POST", "/go")  # open: nothing waits any more
     assert timeline.count(BACKGROUND_HELD) == 1 and timeline.count("task ran") == 2
+
+
+# ------------------------------------------------------------------ start-up cost
+
+
+class _Manager:
+    def __init__(self):
+        self.plugins = {"hypothesispytest": object()}
+
+    def get_plugin(self, name):
+        return self.plugins.get(name)
+
+    def unregister(self, plugin):
+        self.plugins = {k: v for k, v in self.plugins.items() if v is not plugin}
+
+
+class _Session:
+    def __init__(self):
+        self.config = type("Config", (), {"pluginmanager": _Manager()})()
+
+
+def test_hypothesis_plugin_is_dropped_when_no_spec_uses_hypothesis(monkeypatch):
+    """A kata without property specs does not pay for importing hypothesis at the end of the run."""
+    from dojo import plugin
+
+    monkeypatch.delitem(sys.modules, "hypothesis", raising=False)
+    session = _Session()
+    plugin.pytest_collection_finish(session)
+    assert session.config.pluginmanager.get_plugin("hypothesispytest") is None
+
+
+def test_hypothesis_plugin_stays_when_a_spec_uses_hypothesis():
+    """With hypothesis imported by a spec, its plugin keeps reporting falsifying examples."""
+    import hypothesis  # noqa: F401 - the point: a spec module imported it
+
+    from dojo import plugin
+
+    session = _Session()
+    plugin.pytest_collection_finish(session)
+    assert session.config.pluginmanager.get_plugin("hypothesispytest") is not None
