@@ -16,6 +16,7 @@ plain-text ``.kata-progress`` (:mod:`dojo.progress`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import queue
@@ -508,8 +509,12 @@ def _watch_files(folder: Path, events: queue.Queue[tuple[str, str]], stop: threa
 
 
 def _read_enter(events: queue.Queue[tuple[str, str]]) -> None:
-    for _ in sys.stdin:
-        events.put(("enter", ""))
+    """Put ("enter", "") on ``events`` for each line typed (the fallback where file events fail)."""
+    if sys.stdin is None or sys.stdin.closed:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        for _ in sys.stdin:
+            events.put(("enter", ""))
 
 
 class Watcher:

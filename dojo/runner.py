@@ -347,12 +347,15 @@ class _Prepared:
 
 
 def _child(slug: str, go: int, result: int) -> None:
-    """In the forked child: wait for go after collection, run, answer, leave at once."""
+    """In the forked child: wait for go after collection, run, answer, and always leave.
+
+    Nothing may return from here: the child would carry on in the server's own loop.
+    """
     sys.dont_write_bytecode = True  # a .pyc written now could shadow a save within the same second
 
     def answer(verdict: Verdict) -> None:
-        with os.fdopen(result, "w") as pipe:
-            pipe.write(verdict.to_json())
+        with contextlib.suppress(OSError):  # the server is gone: nobody to tell
+            os.write(result, verdict.to_json().encode())
         os._exit(0)  # the parent has its answer; pytest's clean-up would only cost time
 
     def wait_for_go() -> None:
@@ -360,10 +363,13 @@ def _child(slug: str, go: int, result: int) -> None:
             os._exit(0)  # not needed after all: the learner moved to another kata, or quit
 
     try:
-        verdict = run_in_process(slug, before_run=wait_for_go, on_finish=answer)
-    except BaseException as error:  # noqa: BLE001 - whatever happens, the parent gets an answer
-        verdict = Verdict(slug=slug, problem=f"the run failed: {type(error).__name__}: {error}")
-    answer(verdict)
+        try:
+            verdict = run_in_process(slug, before_run=wait_for_go, on_finish=answer)
+        except BaseException as error:  # noqa: BLE001 - whatever happens, the parent gets an answer
+            verdict = Verdict(slug=slug, problem=f"the run failed: {type(error).__name__}: {error}")
+        answer(verdict)
+    finally:
+        os._exit(1)
 
 
 def _prepare(slug: str) -> _Prepared:
@@ -422,9 +428,14 @@ def _serve() -> int:
             if prepared is not None and prepared.slug != slug:
                 _discard(prepared)
                 prepared = None
-            verdict = _collect(prepared or _prepare(slug))
-            sys.stdout.write(verdict.to_json() + "\n")
-            sys.stdout.flush()
+            child, prepared = prepared or _prepare(slug), None
+            verdict = _collect(child)
+            try:
+                sys.stdout.write(verdict.to_json() + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # `kata watch` has quit: leave quietly, even at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                break
             prepared = _prepare(slug)  # configured and collected while the learner reads and edits
     finally:
         if prepared is not None:
