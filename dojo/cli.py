@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from dojo import manifest as _manifest
-from dojo.progress import Progress, ProgressError
+from dojo.progress import FILE_NAME, Progress, ProgressError
 
 if TYPE_CHECKING:
     from dojo.runner import ForkServer, Spawner, SpecResult, Verdict
@@ -219,7 +219,7 @@ def _load_progress() -> Progress:
     try:
         return Progress.load()
     except ProgressError as error:
-        path = _manifest.REPO_ROOT / ".kata-progress"
+        path = _manifest.REPO_ROOT / FILE_NAME
         raise CliError(
             f"{_relative(path)} is damaged: {error}. Fix that line, or delete the file to start over."
         ) from None
@@ -234,7 +234,8 @@ def _find(name: str) -> _manifest.Kata:
 
 def _check_runnable(kata: _manifest.Kata) -> None:
     if not kata.spec_path.is_file():
-        raise CliError(f"{_relative(kata.spec_path)} is missing: put it back with `git checkout -- {kata.folder.name}`")
+        spec = _relative(kata.spec_path)
+        raise CliError(f"{spec} is missing: put it back with `git checkout -- {spec}`")
 
 
 def cmd_status(_args: argparse.Namespace, ui: Output) -> int:
@@ -243,6 +244,12 @@ def cmd_status(_args: argparse.Namespace, ui: Output) -> int:
 
     progress = _load_progress()
     _progress_line(ui, progress)
+    changed = [kata for kata in _manifest.load() if progress.is_done(kata.slug) and not progress.green_now(kata)]
+    for kata in changed:
+        ui.line(
+            ui.style(f"  {_kata_label(kata)} changed since it went green", "yellow")
+            + f": `uv run pytest {_relative(kata.folder)}` checks it"
+        )
     while (kata := progress.current()) is not None:
         _check_runnable(kata)
         ui.line()

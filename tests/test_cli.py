@@ -238,6 +238,8 @@ def test_a_learner_goes_from_red_to_green_with_hints_then_sees_the_solution(clon
     assert "SUBJECT" not in refused.stdout, "the solution stays hidden while red"
 
     solve(clone, K01)
+    with (clone / stub).open("a") as mine:
+        mine.write("# my own way of saying it\n")
     green = kata(clone)
     assert f"{K01.title} is green" in green.stdout
     assert "Moving on to k" in green.stdout
@@ -248,7 +250,8 @@ def test_a_learner_goes_from_red_to_green_with_hints_then_sees_the_solution(clon
     shown = kata(clone, "solution", "k01")
     assert shown.returncode == 0
     assert f"solutions/{K01.slug}/{K01.module_files[0]} (the reference solution)" in shown.stdout
-    assert "is the solution, line for line" in shown.stdout
+    assert f"── from your {K01.module_files[0]} to the solution:" in shown.stdout
+    assert "\n-# my own way of saying it\n" in shown.stdout
 
 
 def test_the_progress_file_copied_from_another_clone_gives_each_kata_its_state(clone):
