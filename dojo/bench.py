@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         floor.mkdir()
         (floor / "test_trivial.py").write_text(TRIVIAL)
         progress = clone / ".kata-progress"
-        print(f"median of {runs} runs, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, kata {kata.slug} (red)")
+        load = f"load {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load unknown"
+        print(f"median of {runs} runs, {os.cpu_count()} CPUs, {load}, kata {kata.slug} (red)")
 
         def bare() -> float:
             progress.unlink(missing_ok=True)

@@ -10,7 +10,9 @@ Three ways to get a :class:`Verdict`:
 - :func:`run_in_process`: here, now (the bare ``kata`` command: one process, one run);
 - :class:`ForkServer`: a long-lived process that imported pytest, FastAPI and httpx
   once and forks a fresh child per run, so a run costs the specs and not the imports
-  (``kata watch``; POSIX only);
+  (``kata watch``; POSIX only). The child for the next run is forked ahead of time and
+  has configured pytest and collected the specs while the learner edits; the learner's
+  code is imported only once it is told to go, so it always runs what was just saved;
 - :class:`Spawner`: a new ``python -m dojo.runner SLUG`` per run, where there is no fork.
 """
 
