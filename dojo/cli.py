@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib
 import os
 import queue
 import signal
@@ -59,7 +60,9 @@ class Output:
     color: bool
 
     @classmethod
-    def from_env(cls, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Output:
+    def from_env(cls, out: TextIO | None = None, err: TextIO | None = None) -> Output:
+        out = out or sys.stdout
+        err = err or sys.stderr
         if os.environ.get("NO_COLOR"):
             color = False
         elif os.environ.get("FORCE_COLOR"):
@@ -624,7 +627,7 @@ def cmd_watch(args: argparse.Namespace, ui: Output) -> int:
 
 def _grade(argv: list[str]) -> int:
     try:
-        from dojo import grade
+        grade = importlib.import_module("dojo.grade")
     except ModuleNotFoundError as error:
         if error.name != "dojo.grade":
             raise

@@ -15,6 +15,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -413,6 +414,18 @@ def test_serve_runs_the_learners_app_on_127_0_0_1_until_ctrl_c(clone, live):
     assert "Server stopped." in output and "Traceback" not in output
 
 
+def test_serve_on_a_port_in_use_says_so(clone):
+    """Another program on the port: a clear message naming another port to try."""
+    solve(clone, K01)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = kata(clone, "serve", "k01", "--port", str(port))
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and f"--port {port + 1}" in result.stderr
+
+
 def test_serve_says_so_when_a_kata_has_no_app_to_serve(clone):
     """A kata without `serve` in the manifest: a clear message, no server."""
     add_probes(clone)
@@ -432,6 +445,13 @@ def test_kata_grade_hands_its_arguments_to_dojo_grade(monkeypatch):
     monkeypatch.setitem(sys.modules, "dojo.grade", fake)
     assert cli.main(["grade", "--class", "x"]) == 3
     assert received == [["--class", "x"]]
+
+
+def test_kata_grade_says_so_when_grading_is_not_installed(monkeypatch, capsys):
+    """Without dojo/grade.py, `kata grade` is a one-line message and exit 2."""
+    monkeypatch.setitem(sys.modules, "dojo.grade", None)
+    assert cli.main(["grade"]) == 2
+    assert "grading (dojo/grade.py) is not part of this checkout" in capsys.readouterr().err
 
 
 def test_the_progress_file_round_trips_and_keeps_what_it_does_not_know(tmp_path):
