@@ -57,8 +57,10 @@ def make_clone(where: Path) -> Path:
 def clone_env(clone: Path) -> dict[str, str]:
     """The environment that makes ``kata`` and ``python -m dojo...`` use the clone's code."""
     env = {**os.environ, "PYTHONPATH": str(clone), "NO_COLOR": "1"}
-    env.pop("FORCE_COLOR", None)
-    env.pop("KATA_IMPL", None)
+    for name in ("FORCE_COLOR", "KATA_IMPL", "PYTHONDONTWRITEBYTECODE"):
+        # A learner's Python caches bytecode (and pytest its rewritten plugins): so do we,
+        # after the first, uncounted run of each measurement.
+        env.pop(name, None)
     return env
 
 
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         (floor / "test_trivial.py").write_text(TRIVIAL)
         progress = clone / ".kata-progress"
         load = f"load {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load unknown"
-        print(f"median of {runs} runs, {os.cpu_count()} CPUs, {load}, kata {kata.slug} (red)")
+        print(f"median of {runs} runs, {os.cpu_count()} CPUs, {load}, kata {kata.slug} (red), bytecode cached")
 
         def bare() -> float:
             progress.unlink(missing_ok=True)

@@ -243,7 +243,7 @@ def _check_runnable(kata: _manifest.Kata) -> None:
 
 def cmd_status(_args: argparse.Namespace, ui: Output) -> int:
     """The bare command: progress, the current kata's verdict, what to do next."""
-    from dojo.runner import run_in_process
+    from dojo.runner import run_fresh
 
     progress = _load_progress()
     _progress_line(ui, progress)
@@ -256,7 +256,7 @@ def cmd_status(_args: argparse.Namespace, ui: Output) -> int:
     while (kata := progress.current()) is not None:
         _check_runnable(kata)
         ui.line()
-        verdict = run_in_process(kata.slug)
+        verdict = run_fresh(kata.slug)
         render_verdict(ui, kata, verdict)
         if verdict.problem:
             return 2
@@ -311,10 +311,10 @@ def _first_failing_task(progress: Progress, kata: _manifest.Kata) -> tuple[int |
     known = progress.known_red_task(kata)
     if known is not None:
         return known, None
-    from dojo.runner import run_in_process
+    from dojo.runner import run_fresh
 
     _check_runnable(kata)
-    verdict = run_in_process(kata.slug)
+    verdict = run_fresh(kata.slug)
     if verdict.problem:
         raise CliError(f"the specs of {kata.slug} could not run:\n{verdict.problem}")
     _record(progress, kata, verdict)
