@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dojo import cli, impl, manifest
+from dojo import cli, demo, impl, manifest
 from dojo.manifest import REPO_ROOT
 from dojo.progress import Progress, ProgressError, stub_hash
 
@@ -452,6 +452,30 @@ def test_kata_grade_says_so_when_grading_is_not_installed(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dojo.grade", None)
     assert cli.main(["grade"]) == 2
     assert "grading (dojo/grade.py) is not part of this checkout" in capsys.readouterr().err
+
+
+def test_the_manifest_refuses_a_serve_entry_outside_the_katas_modules():
+    """`serve` must be "module:factory" with one of the kata's own modules."""
+    data = manifest.tomllib.loads((REPO_ROOT / "dojo" / "manifest.toml").read_text())
+    data["kata"][0]["serve"] = "elsewhere:create_app"
+    with pytest.raises(manifest.ManifestError, match="serve must be 'module:factory'"):
+        manifest.parse(data)
+
+
+def test_a_factory_gets_demo_collaborators_by_parameter_name_or_a_clear_error():
+    """Known names are filled, defaults kept; an unknown required name says what exists."""
+
+    def factory(mailer, clock, retries=3):
+        return (mailer, clock, retries)
+
+    mailer, clock, retries = demo.build_app(factory)
+    assert isinstance(mailer, demo.ConsoleMailer) and isinstance(clock, demo.RealClock) and retries == 3
+
+    def needy(gateway):
+        return gateway
+
+    with pytest.raises(demo.DemoError, match=r"needs 'gateway'.*clock, mailer, sleep"):
+        demo.build_app(needy)
 
 
 def test_the_progress_file_round_trips_and_keeps_what_it_does_not_know(tmp_path):
