@@ -434,10 +434,49 @@ def _collect(prepared: _Prepared) -> Verdict:
     return Verdict.from_json(b"".join(chunks).decode())
 
 
+def kata_imports(slug: str) -> list[str]:
+    """The libraries a kata's spec, conftest and stubs import (top-level names, theirs excluded).
+
+    A kata may stand on more than the common stack (a task queue, an ORM): the fork
+    server imports these too, once, so that no run pays for them.
+    """
+    import ast
+
+    kata = _manifest.load().get(slug)
+    own = {*kata.modules, kata.slug, "dojo", "katas", "solutions"}
+    names: list[str] = []
+    for path in [kata.spec_path, kata.folder / "conftest.py", *(kata.folder / name for name in kata.module_files)]:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue  # a missing or broken file is the run's business, not the warm-up's
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found = [node.module]
+            else:
+                continue
+            for name in found:
+                top = name.partition(".")[0]
+                if top not in own and name not in names and top != "__future__":
+                    names.append(name)
+    return names
+
+
+def _warm_for(slug: str) -> None:
+    import importlib
+
+    for name in kata_imports(slug):
+        with contextlib.suppress(Exception):  # whatever fails here fails again, and is reported, in the run
+            importlib.import_module(name)
+
+
 def _serve() -> int:
     """Answer one verdict per slug read; keep a child prepared for the next run of the same kata."""
     _warm_up()
     prepared: _Prepared | None = None
+    warmed: set[str] = set()
     try:
         for line in sys.stdin:
             slug = line.strip()
@@ -446,6 +485,9 @@ def _serve() -> int:
             if prepared is not None and prepared.slug != slug:
                 _discard(prepared)
                 prepared = None
+            if slug not in warmed:
+                _warm_for(slug)
+                warmed.add(slug)
             child, prepared = prepared or _prepare(slug), None
             verdict = _collect(child)
             try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dojo import cli, demo, impl, manifest
+from dojo import cli, demo, impl, manifest, runner
 from dojo.manifest import REPO_ROOT
 from dojo.progress import Progress, ProgressError, stub_hash
 
@@ -452,6 +452,13 @@ def test_kata_grade_says_so_when_grading_is_not_installed(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dojo.grade", None)
     assert cli.main(["grade"]) == 2
     assert "grading (dojo/grade.py) is not part of this checkout" in capsys.readouterr().err
+
+
+def test_the_fork_server_knows_which_libraries_a_kata_imports():
+    """Kata 1's spec and stub import the stack, never the kata's own modules or dojo."""
+    names = runner.kata_imports(K01.slug)
+    assert "fastapi" in names and "pytest" in names
+    assert not [name for name in names if name.split(".")[0] in {"dojo", *K01.modules, "__future__"}]
 
 
 def test_the_manifest_refuses_a_serve_entry_outside_the_katas_modules():
