@@ -54,13 +54,19 @@ def make_clone(where: Path) -> Path:
     return clone
 
 
-def clone_env(clone: Path) -> dict[str, str]:
-    """The environment that makes ``kata`` and ``python -m dojo...`` use the clone's code."""
+def clone_env(clone: Path, no_cache: Path | None = None) -> dict[str, str]:
+    """The environment that makes ``kata`` and ``python -m dojo...`` use the clone's code.
+
+    A learner's Python caches bytecode (and pytest its rewritten plugins), so by default
+    we do too, after the first, uncounted run of each measurement. With ``no_cache`` (an
+    empty folder) every process compiles everything afresh, as when
+    PYTHONDONTWRITEBYTECODE is set and no cache was ever written.
+    """
     env = {**os.environ, "PYTHONPATH": str(clone), "NO_COLOR": "1"}
-    for name in ("FORCE_COLOR", "KATA_IMPL", "PYTHONDONTWRITEBYTECODE"):
-        # A learner's Python caches bytecode (and pytest its rewritten plugins): so do we,
-        # after the first, uncounted run of each measurement.
+    for name in ("FORCE_COLOR", "KATA_IMPL", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
         env.pop(name, None)
+    if no_cache is not None:
+        env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(no_cache))
     return env
 
 
@@ -160,19 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and print; exit 1 if watch mode misses its 0.5 s target."""
     parser = argparse.ArgumentParser(prog="python -m dojo.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median of them; at least 5)")
+    parser.add_argument("--no-bytecode-cache", action="store_true", help="every process compiles everything afresh")
     args = parser.parse_args(argv)
     runs = max(5, args.runs)
     kata = next(iter(_manifest.load()))
     with tempfile.TemporaryDirectory(prefix="kata-bench-") as folder:
         tmp = Path(folder)
         clone = make_clone(tmp)
-        env = clone_env(clone)
+        no_cache = tmp / "no-cache" if args.no_bytecode_cache else None
+        if no_cache is not None:
+            no_cache.mkdir()
+        env = clone_env(clone, no_cache)
         floor = tmp / "floor"
         floor.mkdir()
         (floor / "test_trivial.py").write_text(TRIVIAL)
         progress = clone / ".kata-progress"
         load = f"load {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load unknown"
-        print(f"median of {runs} runs, {os.cpu_count()} CPUs, {load}, kata {kata.slug} (red), bytecode cached")
+        cache = "never cached" if no_cache else "cached"
+        print(f"median of {runs} runs, {os.cpu_count()} CPUs, {load}, kata {kata.slug} (red), bytecode {cache}")
 
         def bare() -> float:
             progress.unlink(missing_ok=True)
