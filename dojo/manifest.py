@@ -52,6 +52,7 @@ class Kata:
     spec: str
     tasks: tuple[Task, ...]
     shipped: dict[str, str]  # module file name -> git blob id of the stub as shipped
+    serve: str | None = None  # "module:factory" building the app for `kata serve` (dojo/demo.py)
 
     @property
     def folder(self) -> Path:
@@ -148,11 +149,14 @@ def parse(data: dict) -> Manifest:
                 spec=str(raw["spec"]),
                 tasks=tasks,
                 shipped=dict(raw.get("shipped", {})),
+                serve=str(raw["serve"]) if "serve" in raw else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ManifestError(f"kata number {order} in {MANIFEST_PATH.name}: {error!r}") from error
         if [task.number for task in tasks] != list(range(1, len(tasks) + 1)):
             raise ManifestError(f"{kata.slug}: tasks must be numbered 1, 2, 3 … in order")
+        if kata.serve is not None and (kata.serve.partition(":")[0] not in kata.modules or ":" not in kata.serve):
+            raise ManifestError(f"{kata.slug}: serve must be 'module:factory' with one of its modules {kata.modules}")
         katas.append(kata)
     return Manifest(katas=tuple(katas))
 

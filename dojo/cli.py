@@ -1,0 +1,698 @@
+"""``kata``: the learner's command line.
+
+    uv run kata                 where you are: progress, the current kata's specs, the first failure
+    uv run kata list            every kata and its state
+    uv run kata watch           rerun the current kata's specs on every save (Enter reruns too)
+    uv run kata hint [KATA]     the next hint for the task you are on
+    uv run kata reset KATA      put a kata's stub back as shipped (asks first); --all for every kata
+    uv run kata solution KATA   the reference solution and how yours differs, once your kata is green
+    uv run kata serve KATA      run the kata's app (your code) on http://127.0.0.1:8000
+    uv run kata grade ...       grading, for instructors (dojo.grade)
+
+Everything comes from the manifest (:mod:`dojo.manifest`); progress is kept in the
+plain-text ``.kata-progress`` (:mod:`dojo.progress`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import importlib
+import os
+import queue
+import signal
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+
+from dojo import manifest as _manifest
+from dojo.progress import FILE_NAME, Progress, ProgressError
+
+if TYPE_CHECKING:
+    from dojo.runner import ForkServer, Spawner, SpecResult, Verdict
+
+PROG = "kata"
+RUN = "uv run kata"  # how the README tells learners to call us
+
+
+class CliError(Exception):
+    """A problem the learner can act on: printed as one clear message, then a non-zero exit."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------------- output
+
+
+@dataclass
+class Output:
+    """Where the CLI writes, and whether it may use colour (never with NO_COLOR or a pipe)."""
+
+    out: TextIO
+    err: TextIO
+    color: bool
+
+    @classmethod
+    def from_env(cls, out: TextIO | None = None, err: TextIO | None = None) -> Output:
+        out = out or sys.stdout
+        err = err or sys.stderr
+        if os.environ.get("NO_COLOR"):
+            color = False
+        elif os.environ.get("FORCE_COLOR"):
+            color = True
+        else:
+            color = out.isatty() and os.environ.get("TERM") != "dumb"
+        return cls(out, err, color)
+
+    @property
+    def interactive(self) -> bool:
+        return self.out.isatty()
+
+    _CODES: ClassVar[dict[str, str]] = {
+        "bold": "1",
+        "dim": "2",
+        "red": "31",
+        "green": "32",
+        "yellow": "33",
+        "blue": "34",
+        "cyan": "36",
+    }
+
+    def style(self, text: str, *styles: str) -> str:
+        if not self.color or not styles:
+            return text
+        codes = ";".join(self._CODES[name] for name in styles)
+        return f"\033[{codes}m{text}\033[0m"
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        self.err.write(self.style(f"{PROG}: ", "red", "bold") + text + "\n")
+        self.err.flush()
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = round(width * done / total) if total else width
+    return "█" * filled + "░" * (width - filled)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(_manifest.REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _spec_title(name: str) -> str:
+    """``test_a_thing_happens[param]`` -> ``a thing happens [param]``."""
+    base, bracket, param = name.partition("[")
+    words = base.removeprefix("test_").replace("_", " ")
+    return f"{words} [{param}" if bracket else words
+
+
+def _kata_label(kata: _manifest.Kata) -> str:
+    return f"k{kata.order:02d} {kata.title}"
+
+
+def _todo_location(kata: _manifest.Kata, task: int | None) -> str:
+    """``katas/kNN/module.py:LINE`` of the task's TODO in the learner's stub, or the first stub file."""
+    if task is not None:
+        tag = f"TODO(k{kata.order:02d}) task {task}"
+        for name in kata.module_files:
+            path = kata.folder / name
+            if path.is_file():
+                for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                    if tag in text:
+                        return f"{_relative(path)}:{number}"
+    return _relative(kata.folder / kata.module_files[0])
+
+
+# --------------------------------------------------------------------------- rendering a verdict
+
+
+def _message_lines(spec: SpecResult, limit: int = 40) -> list[str]:
+    text = textwrap.dedent(spec.message.strip("\n")).rstrip()
+    lines = text.splitlines() or ["(no message)"]
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... ({len(lines) - limit} more lines)"]
+    return lines
+
+
+def render_verdict(ui: Output, kata: _manifest.Kata, verdict: Verdict) -> None:
+    """The kata's specs, task by task, and the first failure in full."""
+    total = len(verdict.specs)
+    head = f"{_kata_label(kata)}   {verdict.passed}/{total} specs pass"
+    ui.line(ui.style(head, "bold"))
+    if verdict.problem:
+        ui.line(ui.style("  The specs could not run:", "red", "bold"))
+        for text in verdict.problem.splitlines():
+            ui.line(f"    {text}")
+        return
+    counts = verdict.by_task()
+    width = max((len(task.title) for task in kata.tasks), default=0)
+    for task in kata.tasks:
+        passed, count = counts.get(task.number, (0, 0))
+        ok = count > 0 and passed == count
+        mark = ui.style("✓", "green") if ok else ui.style("✗", "red")
+        ui.line(f"  {mark} task {task.number}  {task.title:<{width}}  {passed}/{count}")
+    failure = verdict.first_failure
+    if failure is None:
+        return
+    task = f"task {failure.task}" if failure.task is not None else "no task"
+    title = ""
+    if failure.task is not None:
+        title = f" ({kata.task(failure.task).title})"
+    ui.line()
+    if failure.message.startswith("CANNOT IMPORT"):
+        ui.line(ui.style("Your code does not import, so every spec fails:", "red", "bold"))
+        ui.line(f"  (`{RUN} reset k{kata.order:02d}` puts the stub back as shipped, if you want to start over.)")
+    else:
+        ui.line(ui.style(f"First failure, {task}{title}:", "red", "bold"))
+        ui.line("  " + ui.style(_spec_title(failure.name), "bold"))
+    for text in _message_lines(failure):
+        styled = text
+        for label, color in (("expected:", "green"), ("got:", "red"), ("revisit:", "yellow")):
+            if text.lstrip().startswith(label):
+                styled = text.replace(label, ui.style(label, color, "bold"), 1)
+        ui.line(f"    {styled}")
+
+
+def _next_steps(ui: Output, kata: _manifest.Kata, verdict: Verdict, progress: Progress) -> None:
+    failure = verdict.first_failure
+    task = failure.task if failure else None
+    ui.line()
+    ui.line(
+        ui.style("Next:", "cyan", "bold") + f" edit {_todo_location(kata, task)}" + (f" (task {task})" if task else "")
+    )
+    ui.line(f"  {RUN}          run the specs again")
+    ui.line(f"  {RUN} watch    rerun them each time you save")
+    if task is not None:
+        shown = progress.katas[kata.slug].hints.get(task, 0) if kata.slug in progress.katas else 0
+        ui.line(f"  {RUN} hint     a hint for task {task} ({shown} of {len(kata.task(task).hints)} shown)")
+
+
+def _progress_line(ui: Output, progress: Progress) -> None:
+    katas = _manifest.load()
+    done = sum(1 for kata in katas if progress.is_done(kata.slug))
+    ui.line(f"{ui.style('Background Task Katas', 'bold')}  {_bar(done, len(katas))}  {done}/{len(katas)} katas done")
+
+
+def _all_done(ui: Output) -> None:
+    ui.line(ui.style(f"Every kata is green. Well done! (`{RUN} list` shows them all.)", "green", "bold"))
+
+
+def _green(ui: Output, kata: _manifest.Kata, verdict: Verdict) -> None:
+    ui.line(ui.style(f"✓ {_kata_label(kata)} is green: all {len(verdict.specs)} specs pass.", "green", "bold"))
+    ui.line(f"  Compare with the reference solution: {RUN} solution k{kata.order:02d}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _load_progress() -> Progress:
+    try:
+        return Progress.load()
+    except ProgressError as error:
+        path = _manifest.REPO_ROOT / FILE_NAME
+        raise CliError(
+            f"{_relative(path)} is damaged: {error}. Fix that line, or delete the file to start over."
+        ) from None
+
+
+def _find(name: str) -> _manifest.Kata:
+    try:
+        return _manifest.load().get(name)
+    except KeyError as error:
+        raise CliError(str(error.args[0]) if error.args else str(error)) from None
+
+
+def _check_runnable(kata: _manifest.Kata) -> None:
+    if not kata.spec_path.is_file():
+        spec = _relative(kata.spec_path)
+        raise CliError(f"{spec} is missing: put it back with `git checkout -- {spec}`")
+
+
+def cmd_status(_args: argparse.Namespace, ui: Output) -> int:
+    """The bare command: progress, the current kata's verdict, what to do next."""
+    from dojo.runner import run_fresh
+
+    progress = _load_progress()
+    _progress_line(ui, progress)
+    changed = [kata for kata in _manifest.load() if progress.is_done(kata.slug) and not progress.green_now(kata)]
+    for kata in changed:
+        ui.line(
+            ui.style(f"  {_kata_label(kata)} changed since it went green", "yellow")
+            + f": `uv run pytest {_relative(kata.folder)}` checks it"
+        )
+    while (kata := progress.current()) is not None:
+        _check_runnable(kata)
+        ui.line()
+        verdict = run_fresh(kata.slug)
+        render_verdict(ui, kata, verdict)
+        if verdict.problem:
+            return 2
+        _record(progress, kata, verdict)
+        if not verdict.green:
+            _next_steps(ui, kata, verdict, progress)
+            return 1
+        _green(ui, kata, verdict)
+        nxt = progress.current()
+        if nxt is not None:
+            ui.line(ui.style(f"Moving on to {_kata_label(nxt)}: read {_relative(nxt.folder / 'README.md')}", "cyan"))
+        _progress_line(ui, progress)
+    _all_done(ui)
+    return 0
+
+
+def cmd_list(_args: argparse.Namespace, ui: Output) -> int:
+    """Every kata with its state, from the progress file."""
+    progress = _load_progress()
+    current = progress.current()
+    _progress_line(ui, progress)
+    ui.line()
+    colors = {"done": "green", "current": "yellow", "changed since done": "red", "started": "cyan"}
+    katas = list(_manifest.load())
+    width = max(len(kata.slug) for kata in katas)
+    for kata in katas:
+        state = progress.state(kata, current.slug if current else None)
+        shown = ui.style(f"{state:<18}", colors.get(state, "dim"))
+        ui.line(f"  {kata.order:>2}  {kata.slug:<{width}}  {shown}  {kata.title}")
+    if current is not None:
+        ui.line()
+        ui.line(f"Current: {_kata_label(current)}. `{RUN}` runs its specs.")
+    return 0
+
+
+def _record(progress: Progress, kata: _manifest.Kata, verdict: Verdict) -> None:
+    """Note a verdict in the progress file: done (green), or the task of the first failure."""
+    if verdict.problem:
+        return
+    if verdict.green:
+        progress.mark_done(kata)
+    else:
+        failure = verdict.first_failure
+        progress.mark_red(kata, failure.task if failure else None)
+    progress.save()
+
+
+def _first_failing_task(progress: Progress, kata: _manifest.Kata) -> tuple[int | None, Verdict | None]:
+    """The task of the first failing spec (``None``: green), from the progress file or a run."""
+    if progress.green_now(kata):
+        return None, None
+    known = progress.known_red_task(kata)
+    if known is not None:
+        return known, None
+    from dojo.runner import run_fresh
+
+    _check_runnable(kata)
+    verdict = run_fresh(kata.slug)
+    if verdict.problem:
+        raise CliError(f"the specs of {kata.slug} could not run:\n{verdict.problem}")
+    _record(progress, kata, verdict)
+    failure = verdict.first_failure
+    return (failure.task if failure else None), verdict
+
+
+def cmd_hint(args: argparse.Namespace, ui: Output) -> int:
+    """The next hint of the task the learner is on (the task of the first failing spec)."""
+    progress = _load_progress()
+    kata = _find(args.kata) if args.kata else progress.current()
+    if kata is None:
+        _all_done(ui)
+        return 0
+    number, _ = _first_failing_task(progress, kata)
+    if number is None:
+        ui.line(f"{_kata_label(kata)} is green: no hint needed. `{RUN} solution k{kata.order:02d}` shows ours.")
+        return 0
+    task = kata.task(number)
+    entry = progress.of(kata.slug)
+    shown = entry.hints.get(number, 0)
+    more = shown < len(task.hints)
+    if more:
+        shown += 1
+        entry.hints[number] = shown
+    progress.save()
+    ui.line(ui.style(f"{_kata_label(kata)}, task {number}: {task.title}", "bold"))
+    for index, hint in enumerate(task.hints[:shown], start=1):
+        label = f"hint {index} of {len(task.hints)}"
+        newest = index == shown and more
+        ui.line(ui.style(f"  {label}:", "yellow", "bold") if newest else ui.style(f"  {label}:", "dim"))
+        for text in textwrap.wrap(hint, 88):
+            ui.line(f"    {text}" if newest else ui.style(f"    {text}", "dim"))
+    if not more:
+        readme = _relative(kata.folder / "README.md")
+        ui.line(f"That was every hint for task {number}; they are also at the end of {readme}.")
+    elif shown < len(task.hints):
+        left = len(task.hints) - shown
+        ui.line(f"({left} more hint{'s' if left != 1 else ''} for this task: `{RUN} hint` again)")
+    return 0
+
+
+def _confirm(ui: Output, question: str) -> bool:
+    ui.out.write(question + " [y/N] ")
+    ui.out.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        ui.line()
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def cmd_reset(args: argparse.Namespace, ui: Output) -> int:
+    """Put stubs back as shipped, from git's objects (no network), after asking."""
+    from dojo.impl import ImplError, shipped_source
+
+    if bool(args.kata) == bool(args.all):
+        raise CliError(f"say which kata to reset (`{RUN} reset k01`), or `{RUN} reset --all`")
+    katas = list(_manifest.load()) if args.all else [_find(args.kata)]
+    files = [_relative(kata.folder / name) for kata in katas for name in kata.module_files]
+    what = "every kata's stub" if args.all else ", ".join(files)
+    if not args.yes and not _confirm(ui, f"Put {what} back as shipped? Your changes there will be lost."):
+        ui.line("Nothing reset.")
+        return 1
+    try:
+        restored = {(kata.slug, name): shipped_source(kata, name) for kata in katas for name in kata.module_files}
+    except ImplError as error:
+        raise CliError(f"cannot recover the stub as shipped: {error}") from None
+    progress = _load_progress()
+    for (slug, name), content in restored.items():
+        path = _manifest.KATAS_DIR / slug / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        ui.line(f"{ui.style('reset', 'green')} {_relative(path)}")
+    for kata in katas:
+        progress.forget(kata.slug)
+    progress.save()
+    ui.line(
+        "Back to the start: the progress and hints of "
+        + ("every kata" if args.all else katas[0].slug)
+        + " are cleared."
+    )
+    return 0
+
+
+def cmd_solution(args: argparse.Namespace, ui: Output) -> int:
+    """The reference solution and a diff from the learner's code: only once the kata is green."""
+    kata = _find(args.kata)
+    progress = _load_progress()
+    task, _ = _first_failing_task(progress, kata)
+    if task is not None:
+        raise CliError(
+            f"{_kata_label(kata)} is not green yet (task {task} fails): the solution opens once it is. "
+            f"`{RUN}` shows the failure; `{RUN} hint` helps.",
+            code=1,
+        )
+    for name in kata.module_files:
+        solution = kata.solution_folder / name
+        mine = kata.folder / name
+        ui.line(ui.style(f"── {_relative(solution)} (the reference solution)", "bold"))
+        text = solution.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            ui.line(f"  {line}")
+        ui.line()
+        ours = mine.read_text(encoding="utf-8").splitlines() if mine.is_file() else []
+        diff = list(difflib.unified_diff(ours, text.splitlines(), _relative(mine), _relative(solution), lineterm=""))
+        if not diff:
+            ui.line(ui.style(f"Your {name} is the solution, line for line.", "green"))
+            continue
+        ui.line(ui.style(f"── from your {name} to the solution:", "bold"))
+        for line in diff:
+            color = (
+                "green"
+                if line.startswith("+")
+                else "red"
+                if line.startswith("-")
+                else "cyan"
+                if line[:2] == "@@"
+                else ""
+            )
+            ui.line(ui.style(line, color) if color else line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, ui: Output) -> int:
+    """Serve the kata's app, built from the learner's code and demo collaborators, with uvicorn."""
+    import socket
+
+    from dojo import demo
+    from dojo.impl import import_kata_module
+    from dojo.timeline import describe_error
+
+    kata = _find(args.kata)
+    if kata.serve is None:
+        raise CliError(
+            f'{kata.slug} has no app to serve: its entry in dojo/manifest.toml has no `serve = "module:factory"`.'
+        )
+    module_name, _, factory_name = kata.serve.partition(":")
+    path = _relative(kata.folder / f"{module_name}.py")
+    try:
+        module = import_kata_module(_manifest.KATAS_DIR, kata.slug, module_name)
+    except Exception as error:  # noqa: BLE001 - the learner's module may raise anything while importing
+        raise CliError(f"{path} does not import: {describe_error(error)}", code=1) from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise CliError(f"{path} has no function {factory_name}(): the stub as shipped defines it", code=1)
+    try:
+        app = demo.build_app(factory)
+    except demo.DemoError as error:
+        raise CliError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - the learner's factory may raise anything
+        raise CliError(f"{factory_name}() in {path} raised {describe_error(error)}", code=1) from None
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", args.port))
+        sock.listen(128)  # from here on a request waits in the backlog until uvicorn accepts it
+    except OSError as error:
+        sock.close()
+        raise CliError(
+            f"cannot listen on 127.0.0.1:{args.port} ({error.strerror}); try --port {args.port + 1}"
+        ) from None
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    ui.line(ui.style(f"Serving {_kata_label(kata)} (your code in {path}) at {url}", "bold"))
+    docs = getattr(app, "docs_url", None)
+    if docs:
+        ui.line(f"  interactive docs: {ui.style(url + docs, 'cyan', 'bold')}")
+    ui.line("  Ctrl-C stops it. The demo collaborators (dojo/demo.py) print what they do here.")
+    return _run_uvicorn(app, sock, ui)
+
+
+def _run_uvicorn(app: Any, sock: Any, ui: Output) -> int:
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="info", use_colors=ui.color, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then passes Ctrl-C on
+        pass
+    finally:
+        sock.close()
+    ui.line("Server stopped.")
+    return 0
+
+
+# --------------------------------------------------------------------------- watch
+
+
+def _watch_files(folder: Path, events: queue.Queue[tuple[str, str]], stop: threading.Event) -> None:
+    """Put ("saved", path) on ``events`` for each changed .py file under ``folder``."""
+    try:
+        import watchfiles
+
+        for changes in watchfiles.watch(folder, stop_event=stop, debounce=200, step=20, raise_interrupt=False):
+            for _, path in changes:
+                if path.endswith(".py"):
+                    events.put(("saved", path))
+    except Exception as error:  # noqa: BLE001 - any failure to watch falls back to Enter
+        events.put(("no-events", f"{type(error).__name__}: {error}"))
+
+
+def _read_enter(events: queue.Queue[tuple[str, str]]) -> None:
+    """Put ("enter", "") on ``events`` for each line typed (the fallback where file events fail)."""
+    if sys.stdin is None or sys.stdin.closed:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        for _ in sys.stdin:
+            events.put(("enter", ""))
+
+
+class Watcher:
+    """``kata watch``: rerun the current kata on each save (or Enter), move on when green."""
+
+    def __init__(self, ui: Output, runner: ForkServer | Spawner) -> None:
+        self.ui = ui
+        self.runner = runner
+        self.events: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.stop = threading.Event()
+
+    def run_and_show(self, kata: _manifest.Kata, reason: str) -> Verdict:
+        started = time.perf_counter()
+        verdict = self.runner.run(kata.slug)
+        elapsed = time.perf_counter() - started
+        if self.ui.interactive:
+            self.ui.out.write("\033[2J\033[H")  # a fresh screen for each verdict, like rustlings
+        stamp = time.strftime("%H:%M:%S")
+        self.ui.line(self.ui.style(f"── {stamp} {reason}: verdict in {elapsed:.2f} s", "dim"))
+        _progress_line(self.ui, _load_progress())
+        render_verdict(self.ui, kata, verdict)
+        return verdict
+
+    def loop(self) -> int:
+        kata = _load_progress().current()
+        if kata is None:
+            _all_done(self.ui)
+            return 0
+        _check_runnable(kata)
+        threading.Thread(target=_watch_files, args=(_manifest.KATAS_DIR, self.events, self.stop), daemon=True).start()
+        threading.Thread(target=_read_enter, args=(self.events,), daemon=True).start()
+        reason = "first run"
+        while True:
+            verdict = self.run_and_show(kata, reason)
+            progress = _load_progress()  # afresh: `kata hint` in another terminal may have written it
+            _record(progress, kata, verdict)
+            if verdict.green:
+                _green(self.ui, kata, verdict)
+                following = progress.current()
+                if following is None:
+                    _all_done(self.ui)
+                    return 0
+                kata = following
+                _check_runnable(kata)
+                self.ui.line(self.ui.style(f"Moving on to {_kata_label(kata)}.", "cyan", "bold"))
+                reason = "next kata"
+                continue
+            where = _todo_location(kata, verdict.first_failure.task if verdict.first_failure else None)
+            self.ui.line()
+            self.ui.line(
+                self.ui.style(f"Watching {_relative(kata.folder)}: ", "cyan")
+                + f"edit {where} and save; Enter reruns; `{RUN} hint` helps; Ctrl-C quits."
+            )
+            reason = self.wait(kata)
+
+    def wait(self, kata: _manifest.Kata) -> str:
+        """Block until a file of ``kata`` is saved or Enter is pressed; say which."""
+        while True:
+            try:
+                kind, detail = self.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if kind == "enter":
+                return "Enter"
+            if kind == "no-events":
+                self.ui.line(f"File events are not available here ({detail}): press Enter to rerun.")
+                continue
+            path = Path(detail)
+            if kata.folder in path.parents:
+                while not self.events.empty():  # one run for a burst of saves
+                    self.events.get_nowait()
+                return f"saved {path.name}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.runner.close()
+
+
+def cmd_watch(args: argparse.Namespace, ui: Output) -> int:
+    """Rerun the current kata's specs on each save, in a warm forked child."""
+    from dojo.runner import Spawner, warm_runner
+
+    # Ctrl-C and a polite kill both stop cleanly, even where a shell started us ignoring SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    runner = Spawner() if args.no_fork else warm_runner()
+    watcher = Watcher(ui, runner)
+    try:
+        return watcher.loop()
+    except KeyboardInterrupt:
+        ui.line()
+        ui.line("Stopped watching. Your progress is saved.")
+        return 0
+    finally:
+        watcher.close()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _grade(argv: list[str]) -> int:
+    try:
+        grade = importlib.import_module("dojo.grade")
+    except ModuleNotFoundError as error:
+        if error.name != "dojo.grade":
+            raise
+        raise CliError("grading (dojo/grade.py) is not part of this checkout") from None
+    return int(grade.main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: a bare ``kata`` shows where you are; subcommands do the rest."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Background Task Katas: where you are, what fails, and what to do next.",
+        epilog=f"`{RUN}` alone runs the current kata's specs. Grading: `{RUN} grade --help`.",
+    )
+    parser.set_defaults(handler=cmd_status)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands.add_parser("list", help="every kata and its state").set_defaults(handler=cmd_list)
+    watch = commands.add_parser("watch", help="rerun the current kata's specs on every save (Enter reruns)")
+    watch.add_argument("--no-fork", action="store_true", help="start a new Python for each run (slower)")
+    watch.set_defaults(handler=cmd_watch)
+    hint = commands.add_parser("hint", help="the next hint for the task you are on")
+    hint.add_argument("kata", nargs="?", help="a kata (default: the current one)")
+    hint.set_defaults(handler=cmd_hint)
+    reset = commands.add_parser("reset", help="put a kata's stub back as shipped (asks first)")
+    reset.add_argument("kata", nargs="?", help="k01, 1 or the slug")
+    reset.add_argument("--all", action="store_true", help="every kata")
+    reset.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    reset.set_defaults(handler=cmd_reset)
+    solution = commands.add_parser("solution", help="the reference solution, once your kata is green")
+    solution.add_argument("kata")
+    solution.set_defaults(handler=cmd_solution)
+    serve = commands.add_parser("serve", help="run the kata's app (your code) on 127.0.0.1 with uvicorn")
+    serve.add_argument("kata")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free one")
+    serve.set_defaults(handler=cmd_serve)
+    commands.add_parser("grade", help="grade submissions (instructors); see `kata grade --help`")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``kata`` with ``argv`` (default: the process's arguments); return the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")  # a terminal without UTF-8 gets '?' for the bar, not a crash
+    ui = Output.from_env()
+    try:
+        if argv[:1] == ["grade"]:
+            return _grade(argv[1:])
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args, ui))
+    except CliError as error:
+        ui.error(str(error))
+        return error.code
+    except _manifest.ManifestError as error:
+        ui.error(f"dojo/manifest.toml: {error}")
+        return 2
+    except KeyboardInterrupt:
+        ui.line()
+        return 130
+    except BrokenPipeError:  # `kata list | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Demo collaborators for ``kata serve``: the real-world twins of :mod:`dojo.fakes`.
+
+A kata's app takes its collaborators as parameters (kata 1: ``create_app(mailer)``).
+``kata serve`` calls the factory the manifest names (``serve = "module:factory"``) with,
+for each parameter, the demo collaborator of the same name from :data:`COLLABORATORS`:
+a mailer that "sends" by printing to the console after a real delay, a real clock, a
+real sleep. Parameters with a default and no demo keep their default.
+
+A new kata whose factory needs another collaborator adds a builder here, under the
+parameter's name; nothing in the command line changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+DELAY_VAR = "KATA_DEMO_DELAY"  # seconds a demo collaborator takes per slow call (default 2)
+
+
+class ConsoleMailer:
+    """A mail server that takes ``delay`` seconds per email, then prints it to the console.
+
+    The delay is real (``KATA_DEMO_DELAY`` seconds, 2 by default): call the API from its
+    docs page and watch the response come back at once while the email is "sent" seconds
+    later, in this terminal.
+    """
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        self.delay = delay if delay is not None else float(os.environ.get(DELAY_VAR, "2"))
+        self.out = out or sys.stdout
+        self.sent = 0
+        self._lock = threading.Lock()
+
+    def _log(self, text: str) -> None:
+        with self._lock:
+            stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+            self.out.write(f"[demo mailer {stamp}] {text}\n")
+            self.out.flush()
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email, blocking for ``delay`` seconds like a slow SMTP server."""
+        self._log(f"sending to {to}: {subject!r} (takes {self.delay:g} s)")
+        time.sleep(self.delay)
+        self.sent += 1
+        self._log(f"sent to {to}: {subject!r}\n    {body}")
+
+    async def asend(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email without blocking the event loop."""
+        self._log(f"sending to {to}: {subject!r} (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        self.sent += 1
+        self._log(f"sent to {to}: {subject!r}\n    {body}")
+
+
+class RealClock:
+    """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class RealSleep:
+    """A real sleep, with the interface of :class:`dojo.fakes.FakeSleep`."""
+
+    async def __call__(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def sync(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+#: Parameter name -> a builder of its demo collaborator.
+COLLABORATORS: dict[str, Callable[[], Any]] = {
+    "mailer": ConsoleMailer,
+    "clock": RealClock,
+    "sleep": RealSleep,
+}
+
+
+class DemoError(Exception):
+    """The factory needs something no demo collaborator provides."""
+
+
+def build_app(factory: Callable[..., Any]) -> Any:
+    """Call ``factory`` with a demo collaborator for each parameter it names."""
+    arguments: dict[str, Any] = {}
+    for name, parameter in inspect.signature(factory).parameters.items():
+        if parameter.kind in {parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD}:
+            continue
+        if name in COLLABORATORS:
+            arguments[name] = COLLABORATORS[name]()
+        elif parameter.default is parameter.empty:
+            known = ", ".join(sorted(COLLABORATORS))
+            raise DemoError(
+                f"{factory.__qualname__}() needs {name!r}, and dojo/demo.py has no demo collaborator of that "
+                f"name (it has: {known}). Maintainers: add one to COLLABORATORS."
+            )
+    if any(p.kind is p.POSITIONAL_ONLY for p in inspect.signature(factory).parameters.values()):
+        return factory(*arguments.values())
+    return factory(**arguments)

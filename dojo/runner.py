@@ -1,0 +1,519 @@
+"""Run one kata's specs and read the verdict: each spec's outcome, task and message.
+
+The learner's command line (:mod:`dojo.cli`) never shows pytest's own report: it runs
+pytest in process with a tiny plugin (:class:`_Collector`) that keeps, for every spec,
+its ``@pytest.mark.task(N)`` and the message of its failure (our specs' messages say
+"expected / got / revisit"), and renders that itself.
+
+Three ways to get a :class:`Verdict`:
+
+- :func:`run_in_process`: here, now (the bare ``kata`` command: one process, one run);
+- :class:`ForkServer`: a long-lived process that imported pytest, FastAPI and httpx
+  once and forks a fresh child per run, so a run costs the specs and not the imports
+  (``kata watch``; POSIX only). The child for the next run is forked ahead of time and
+  has configured pytest and collected the specs while the learner edits; the learner's
+  code is imported only once it is told to go, so it always runs what was just saved;
+- :class:`Spawner`: a new ``python -m dojo.runner SLUG`` per run, where there is no fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pytest
+
+from dojo import manifest as _manifest
+
+#: A run that takes longer than this is stopped: the learner's code is stuck in a loop.
+RUN_TIMEOUT = 60.0
+
+PYTEST_ARGS = (
+    "-p",
+    "no:randomly",  # the first failure must be the same on every run (dev-only plugin anyway)
+    "-p",
+    "no:xdist",  # one small kata: worker processes would only cost start-up time
+    "-p",
+    "no:cacheprovider",  # nothing written into the learner's tree
+    "--tb=no",  # the CLI renders failures itself; pytest's tracebacks cost ~40 ms a run
+    # A warm process (the fork server) imported fastapi, hence anyio, before pytest loads
+    # anyio's plugin: pytest then warns that it cannot rewrite asserts in anyio itself,
+    # which is none of the specs' business. Only this warning, only here.
+    "-W",
+    "ignore::pytest.PytestAssertRewriteWarning",
+)
+
+#: What a warm process imports ahead of any run: the stack every kata's specs stand on.
+WARM_IMPORTS = (
+    "pytest",
+    "fastapi",
+    "httpx",
+    "pydantic",
+    "email_validator",
+    "asgi_lifespan",
+    "hypothesis",
+    "dojo.plugin",
+)
+
+
+@dataclass
+class SpecResult:
+    """One spec's outcome: ``passed``, ``failed``, ``error`` or ``skipped``."""
+
+    name: str
+    task: int | None
+    outcome: str
+    message: str = ""
+
+
+@dataclass
+class Verdict:
+    """The outcome of one run of one kata's specs (``problem``: the run itself broke)."""
+
+    slug: str
+    specs: list[SpecResult] = field(default_factory=list)
+    problem: str = ""
+    seconds: float = 0.0
+
+    @property
+    def green(self) -> bool:
+        return not self.problem and bool(self.specs) and all(s.outcome == "passed" for s in self.specs)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for spec in self.specs if spec.outcome == "passed")
+
+    @property
+    def first_failure(self) -> SpecResult | None:
+        return next((spec for spec in self.specs if spec.outcome != "passed"), None)
+
+    def by_task(self) -> dict[int | None, tuple[int, int]]:
+        """Task number -> (specs passed, specs in all)."""
+        counts: dict[int | None, tuple[int, int]] = {}
+        for spec in self.specs:
+            passed, total = counts.get(spec.task, (0, 0))
+            counts[spec.task] = (passed + (spec.outcome == "passed"), total + 1)
+        return counts
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Verdict:
+        data = json.loads(text)
+        specs = [SpecResult(**spec) for spec in data.pop("specs")]
+        return cls(specs=specs, **data)
+
+
+def failure_message(error: BaseException) -> str:
+    """What the learner reads: a spec's own message, or the exception and the learner's line."""
+    from dojo.timeline import describe_error
+
+    text = str(error)
+    if isinstance(error, AssertionError) and text.strip():
+        # pytest appends its own explanation ("assert 500 == 422 ...") after our lesson.
+        lesson, marker, _ = text.rpartition("\nassert ")
+        return (lesson if marker and lesson.strip() else text).strip("\n")
+    if type(error).__name__ == "Failed":  # pytest.fail(...): CANNOT IMPORT, MISSING NAME
+        return text.strip("\n")
+    return describe_error(error)
+
+
+class _Collector:
+    """A pytest plugin that keeps each spec's task marker, outcome and failure message."""
+
+    def __init__(
+        self,
+        slug: str,
+        before_run: Callable[[], None] | None = None,
+        on_finish: Callable[[Verdict], None] | None = None,
+    ) -> None:
+        self.slug = slug
+        self.tasks: dict[str, int | None] = {}
+        self.specs: dict[str, SpecResult] = {}
+        self.messages: dict[str, str] = {}
+        self.problems: list[str] = []
+        self.started = time.perf_counter()
+        self._before_run = before_run
+        self._on_finish = on_finish
+
+    def verdict(self) -> Verdict:
+        verdict = Verdict(slug=self.slug, specs=list(self.specs.values()), problem="\n".join(self.problems))
+        verdict.seconds = time.perf_counter() - self.started
+        return verdict
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self) -> None:
+        """Configured and collected: a prepared child waits here for the go (see :class:`ForkServer`)."""
+        if self._before_run is not None:
+            self._before_run()
+            self.started = time.perf_counter()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        """Every outcome is in: hand the verdict over before pytest's own clean-up (~60 ms)."""
+        if self._on_finish is not None and exitstatus in {0, 1} and self.specs and not self.problems:
+            self._on_finish(self.verdict())
+
+    def pytest_collection_modifyitems(self, items: list[Any]) -> None:
+        for item in items:
+            marker = item.get_closest_marker("task")
+            self.tasks[item.nodeid] = int(marker.args[0]) if marker and marker.args else None
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.problems.append(f"pytest could not collect {report.nodeid or 'the specs'}:\n{report.longreprtext}")
+
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> None:
+        """Keep the failure's message while the exception itself is at hand (``--tb=no``)."""
+        excinfo = call.excinfo
+        if (
+            excinfo is not None
+            and call.when in {"setup", "call"}
+            and item.nodeid not in self.messages
+            and type(excinfo.value).__name__ not in {"Skipped", "XFailed"}
+        ):
+            self.messages[item.nodeid] = failure_message(excinfo.value)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.nodeid in self.specs or not (report.when == "call" or report.failed or report.skipped):
+            return
+        outcome = report.outcome if report.when == "call" or report.skipped else "error"
+        message = ""
+        if report.failed:
+            message = self.messages.get(report.nodeid) or report.longreprtext.strip() or f"failed in {report.when}"
+            if report.when == "setup" and not message.startswith("CANNOT IMPORT"):
+                message = f"(while setting the spec up) {message}"
+        name = report.nodeid.split("::", 1)[-1]
+        self.specs[report.nodeid] = SpecResult(name, self.tasks.get(report.nodeid), outcome, message)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        yield buffer
+
+
+def run_in_process(
+    slug: str,
+    impl: str = "katas",
+    *,
+    before_run: Callable[[], None] | None = None,
+    on_finish: Callable[[Verdict], None] | None = None,
+) -> Verdict:
+    """Run kata ``slug``'s specs against ``impl`` here, and return the verdict.
+
+    ``before_run`` is called once pytest has configured itself and collected the specs,
+    before the first spec runs (and imports the learner's code); ``on_finish`` gets the
+    verdict as soon as the last spec ran, before pytest's clean-up.
+    """
+    kata = _manifest.load().get(slug)
+    collector = _Collector(kata.slug, before_run, on_finish)
+    args = [
+        str(kata.spec_path),
+        f"--impl={impl}",
+        f"--rootdir={_manifest.REPO_ROOT}",
+        "-c",
+        str(_manifest.REPO_ROOT / "pyproject.toml"),
+        *PYTEST_ARGS,
+    ]
+    with _quiet() as output:
+        code = pytest.main(args, plugins=[collector])
+    verdict = collector.verdict()
+    if not verdict.problem and (not verdict.specs or code not in {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED}):
+        verdict.problem = f"pytest stopped ({code!r}) before any spec ran:\n{output.getvalue().strip()[-2000:]}"
+    return verdict
+
+
+def run_fresh(slug: str) -> Verdict:
+    """:func:`run_in_process`, with no stale bytecode of the learner's code, ever.
+
+    Python trusts a ``.pyc`` whose source has the same size and mtime to the second: one
+    written by a run could shadow a save later in the same second. So the stack is
+    imported first (its bytecode cached as usual), then nothing more is written: the
+    learner's modules and the specs are compiled afresh, which costs milliseconds.
+    """
+    _import_stack()
+    sys.dont_write_bytecode = True
+    return run_in_process(slug)
+
+
+def _crashed(slug: str, detail: str) -> Verdict:
+    return Verdict(
+        slug=slug,
+        problem=f"the run of {slug}'s specs crashed ({detail}): does your code end the process, "
+        "for example with sys.exit() or os._exit()?",
+    )
+
+
+# --------------------------------------------------------------------------- warm runners
+
+
+class Spawner:
+    """A fresh ``python -m dojo.runner SLUG`` per run: slower, but needs no fork."""
+
+    def run(self, slug: str) -> Verdict:
+        try:
+            result = subprocess.run(  # noqa: S603 - our own module, no shell
+                [sys.executable, "-m", "dojo.runner", slug],
+                cwd=_manifest.REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Verdict(slug=slug, problem=f"the specs ran for over {RUN_TIMEOUT:.0f} s: is there an endless loop?")
+        lines = result.stdout.strip().splitlines()
+        if result.returncode != 0 or not lines:
+            return _crashed(slug, f"exit status {result.returncode}")
+        return Verdict.from_json(lines[-1])
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+class ForkServer:
+    """A long-lived ``python -m dojo.runner --serve``: warm imports, a fresh fork per run.
+
+    It reads one kata slug per line on its stdin and answers one JSON verdict per line.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dojo.runner", "--serve"],
+            cwd=_manifest.REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C in the terminal is for `kata watch`, which stops us
+        )
+
+    def run(self, slug: str) -> Verdict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(slug + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            return _crashed(slug, f"the fork server stopped with status {self.process.poll()}")
+        return Verdict.from_json(line)
+
+    def close(self) -> None:
+        """Stop the server (closing its stdin ends it; a stuck one is killed)."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def warm_runner() -> ForkServer | Spawner:
+    """The fastest runner this platform allows."""
+    return ForkServer() if hasattr(os, "fork") else Spawner()
+
+
+def _import_stack() -> None:
+    import importlib
+
+    for name in WARM_IMPORTS:
+        importlib.import_module(name)
+
+
+def _warm_up() -> None:
+    """Import the stack and let pytest load its plugins once, so each fork starts warm."""
+    _import_stack()
+    with _quiet():
+        pytest.main(
+            [
+                "--collect-only",
+                f"--rootdir={_manifest.REPO_ROOT}",
+                "-c",
+                str(_manifest.REPO_ROOT / "pyproject.toml"),
+                *PYTEST_ARGS,
+                str(_manifest.MANIFEST_PATH.parent / "__init__.py"),  # collects nothing: loading plugins is the point
+            ],
+        )
+
+
+@dataclass
+class _Prepared:
+    """A forked child that has configured pytest and collected one kata's specs, waiting for go."""
+
+    slug: str
+    pid: int
+    go: int  # write end: one byte starts the run; closing it makes the child leave
+    result: int  # read end: the verdict as JSON, then end of file
+
+
+def _child(slug: str, go: int, result: int) -> None:
+    """In the forked child: wait for go after collection, run, answer, and always leave.
+
+    Nothing may return from here: the child would carry on in the server's own loop.
+    """
+    sys.dont_write_bytecode = True  # the stack is imported already: see run_fresh
+
+    def answer(verdict: Verdict) -> None:
+        with contextlib.suppress(OSError):  # the server is gone: nobody to tell
+            os.write(result, verdict.to_json().encode())
+        os._exit(0)  # the parent has its answer; pytest's clean-up would only cost time
+
+    def wait_for_go() -> None:
+        if not os.read(go, 1):
+            os._exit(0)  # not needed after all: the learner moved to another kata, or quit
+
+    try:
+        try:
+            verdict = run_in_process(slug, before_run=wait_for_go, on_finish=answer)
+        except BaseException as error:  # noqa: BLE001 - whatever happens, the parent gets an answer
+            verdict = Verdict(slug=slug, problem=f"the run failed: {type(error).__name__}: {error}")
+        answer(verdict)
+    finally:
+        os._exit(1)
+
+
+def _prepare(slug: str) -> _Prepared:
+    go_read, go_write = os.pipe()
+    result_read, result_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_write)
+        os.close(result_read)
+        _child(slug, go_read, result_write)
+    os.close(go_read)
+    os.close(result_write)
+    return _Prepared(slug, pid, go_write, result_read)
+
+
+def _discard(prepared: _Prepared) -> None:
+    os.close(prepared.go)  # the child reads end of file and leaves
+    os.close(prepared.result)
+    os.waitpid(prepared.pid, 0)
+
+
+def _collect(prepared: _Prepared) -> Verdict:
+    with contextlib.suppress(BrokenPipeError):  # a child that stopped early has already answered
+        os.write(prepared.go, b"g")
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        ready, _, _ = select.select([prepared.result], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            os.kill(prepared.pid, 9)
+            _discard(prepared)
+            return Verdict(
+                slug=prepared.slug, problem=f"the specs ran for over {RUN_TIMEOUT:.0f} s: is there an endless loop?"
+            )
+        chunk = os.read(prepared.result, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, status = os.waitpid(prepared.pid, 0)
+    os.close(prepared.go)
+    os.close(prepared.result)
+    if not chunks:
+        return _crashed(prepared.slug, f"wait status {status}")
+    return Verdict.from_json(b"".join(chunks).decode())
+
+
+def kata_imports(slug: str) -> list[str]:
+    """The libraries a kata's spec, conftest and stubs import (top-level names, theirs excluded).
+
+    A kata may stand on more than the common stack (a task queue, an ORM): the fork
+    server imports these too, once, so that no run pays for them.
+    """
+    import ast
+
+    kata = _manifest.load().get(slug)
+    own = {*kata.modules, kata.slug, "dojo", "katas", "solutions"}
+    names: list[str] = []
+    for path in [kata.spec_path, kata.folder / "conftest.py", *(kata.folder / name for name in kata.module_files)]:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue  # a missing or broken file is the run's business, not the warm-up's
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found = [node.module]
+            else:
+                continue
+            for name in found:
+                top = name.partition(".")[0]
+                if top not in own and name not in names and top != "__future__":
+                    names.append(name)
+    return names
+
+
+def _warm_for(slug: str) -> None:
+    import importlib
+
+    for name in kata_imports(slug):
+        with contextlib.suppress(Exception):  # whatever fails here fails again, and is reported, in the run
+            importlib.import_module(name)
+
+
+def _serve() -> int:
+    """Answer one verdict per slug read; keep a child prepared for the next run of the same kata."""
+    _warm_up()
+    prepared: _Prepared | None = None
+    warmed: set[str] = set()
+    try:
+        for line in sys.stdin:
+            slug = line.strip()
+            if not slug:
+                continue
+            if prepared is not None and prepared.slug != slug:
+                _discard(prepared)
+                prepared = None
+            if slug not in warmed:
+                _warm_for(slug)
+                warmed.add(slug)
+            child, prepared = prepared or _prepare(slug), None
+            verdict = _collect(child)
+            try:
+                sys.stdout.write(verdict.to_json() + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # `kata watch` has quit: leave quietly, even at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                break
+            prepared = _prepare(slug)  # configured and collected while the learner reads and edits
+    finally:
+        if prepared is not None:
+            _discard(prepared)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m dojo.runner SLUG`` prints one JSON verdict; ``--serve`` is the fork server."""
+    os.chdir(_manifest.REPO_ROOT)
+    if argv == ["--serve"]:
+        return _serve()
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m dojo.runner SLUG | --serve\n")
+        return 2
+    sys.stdout.write(run_fresh(argv[0]).to_json() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
