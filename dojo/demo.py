@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import random
 import sys
 import threading
 import time
@@ -25,7 +26,24 @@ from typing import Any, TextIO
 DELAY_VAR = "KATA_DEMO_DELAY"  # seconds a demo collaborator takes per slow call (default 2)
 
 
-class ConsoleMailer:
+class _Console:
+    """A slow demo collaborator: waits ``delay`` real seconds per call and says so."""
+
+    label = "demo"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        self.delay = delay if delay is not None else float(os.environ.get(DELAY_VAR, "2"))
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+
+    def _log(self, text: str) -> None:
+        with self._lock:
+            stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+            self.out.write(f"[{self.label} {stamp}] {text}\n")
+            self.out.flush()
+
+
+class ConsoleMailer(_Console):
     """A mail server that takes ``delay`` seconds per email, then prints it to the console.
 
     The delay is real (``KATA_DEMO_DELAY`` seconds, 2 by default): call the API from its
@@ -33,17 +51,11 @@ class ConsoleMailer:
     later, in this terminal.
     """
 
-    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
-        self.delay = delay if delay is not None else float(os.environ.get(DELAY_VAR, "2"))
-        self.out = out or sys.stdout
-        self.sent = 0
-        self._lock = threading.Lock()
+    label = "demo mailer"
 
-    def _log(self, text: str) -> None:
-        with self._lock:
-            stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-            self.out.write(f"[demo mailer {stamp}] {text}\n")
-            self.out.flush()
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self.sent = 0
 
     def send(self, to: str, subject: str, body: str) -> None:
         """Deliver one email, blocking for ``delay`` seconds like a slow SMTP server."""
@@ -58,6 +70,53 @@ class ConsoleMailer:
         await asyncio.sleep(self.delay)
         self.sent += 1
         self._log(f"sent to {to}: {subject!r}\n    {body}")
+
+
+class ConsoleProfiles(_Console):
+    """A profile store that prints each profile it creates (kata 2)."""
+
+    label = "demo profiles"
+
+    def create(self, user_id: int, email: str) -> None:
+        time.sleep(self.delay)
+        self._log(f"created the profile of user {user_id} <{email}>")
+
+
+class ConsoleAnalytics(_Console):
+    """An analytics sink that prints each record (kata 2)."""
+
+    label = "demo analytics"
+
+    def record(self, event: str, user_id: int, ip_address: str) -> None:
+        self._log(f"{event}: user {user_id} from {ip_address}")
+
+
+class SlowGateway(_Console):
+    """A payment gateway that approves every charge after ``delay`` seconds (kata 3)."""
+
+    label = "demo gateway"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self.charges = 0
+
+    async def charge(self, payment_id: str, amount_cents: int) -> str:
+        self._log(f"charging {payment_id}: {amount_cents} cents (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        self.charges += 1
+        self._log(f"approved {payment_id}: receipt-{self.charges}")
+        return f"receipt-{self.charges}"
+
+
+class ConsoleWorker(_Console):
+    """A job handler or work step that takes ``delay`` seconds and prints what it did (katas 4, 5)."""
+
+    label = "demo worker"
+
+    async def __call__(self, item: object) -> None:
+        self._log(f"working on {item!r} (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        self._log(f"done with {item!r}")
 
 
 class RealClock:
@@ -88,6 +147,12 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
     "mailer": ConsoleMailer,
     "clock": RealClock,
     "sleep": RealSleep,
+    "profiles": ConsoleProfiles,
+    "analytics": ConsoleAnalytics,
+    "gateway": SlowGateway,
+    "rng": lambda: random.random,
+    "handler": ConsoleWorker,
+    "process": ConsoleWorker,
 }
 
 

@@ -205,3 +205,18 @@ def test_maintain_check_agrees():
     )
     stale = [line for line in result.stdout.splitlines() if "shipped blob ids" not in line and "out of date" in line]
     assert not stale, result.stdout
+
+
+@by_slug
+def test_every_kata_can_be_served_with_the_demo_collaborators(kata, tmp_path):
+    """`kata serve` builds the app from the stub as shipped and from the solution alike."""
+    from dojo import demo
+
+    assert kata.serve, f'{kata.slug} has no `serve = "module:factory"` in the manifest'
+    module, _, factory = kata.serve.partition(":")
+    (tmp_path / kata.slug).mkdir()
+    for name in kata.module_files:
+        (tmp_path / kata.slug / name).write_text(_shipped_stub(kata, name), encoding="utf-8")
+    for root in (tmp_path, SOLUTIONS_DIR):
+        built = demo.build_app(getattr(impl.import_kata_module(root, kata.slug, module), factory))
+        assert callable(built), f"{kata.slug}: {kata.serve} did not return an ASGI app"
