@@ -6,6 +6,7 @@ message built here. Kept plain text: it must read well with and without colour.
 
 from __future__ import annotations
 
+import json
 import traceback
 import types
 from http import HTTPStatus
@@ -39,6 +40,20 @@ def expect_status(response: object, status: int, *, revisit: str, expected: str 
     # The timeline's Exchange also says what the app raised; httpx's response has its body.
     shown = str(response) if hasattr(response, "error") else f"{got} {getattr(response, 'text', '')[:300]}".rstrip()
     raise AssertionError(lesson(expected=wanted, got=shown, revisit=revisit))
+
+
+def expect_json(response: object, body: object, *, revisit: str, expected: str | None = None) -> None:
+    """Fail with a lesson unless ``response``'s JSON body equals ``body``."""
+    __tracebackhide__ = True
+    text = getattr(response, "text", "")
+    try:
+        got = response.json()  # type: ignore[attr-defined]
+    except ValueError:
+        got = None
+    if got == body:
+        return
+    wanted = expected or json.dumps(body)
+    raise AssertionError(lesson(expected=wanted, got=text[:300] or "(an empty body)", revisit=revisit))
 
 
 def _indent(text: str) -> str:

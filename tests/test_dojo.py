@@ -385,3 +385,29 @@ def test_hypothesis_plugin_stays_when_a_spec_uses_hypothesis():
     session = _Session()
     plugin.pytest_collection_finish(session)
     assert session.config.pluginmanager.get_plugin("hypothesispytest") is not None
+
+
+# ------------------------------------------------------------------ teaching assertions
+
+
+def test_expect_status_passes_silently_and_fails_with_a_lesson():
+    """The right status is silent; a wrong one shows expected, got (with the body) and revisit."""
+    from dojo.teach import expect_status
+
+    expect_status(httpx.Response(202), 202, revisit="task 3")
+    with pytest.raises(AssertionError) as failure:
+        expect_status(httpx.Response(500, text="boom at line 9"), 202, revisit="task 3: queue it")
+    message = str(failure.value)
+    assert "expected: 202 Accepted" in message and "got:      500 boom at line 9" in message
+    assert "revisit:  task 3: queue it" in message
+
+
+def test_expect_json_compares_bodies_and_survives_a_body_that_is_not_json():
+    """Equal JSON is silent; a different or non-JSON body fails with both shown."""
+    from dojo.teach import expect_json
+
+    expect_json(httpx.Response(200, json={"a": 1}), {"a": 1}, revisit="r")
+    with pytest.raises(AssertionError, match=r'expected: \{"a": 1\}'):
+        expect_json(httpx.Response(200, json={"a": 2}), {"a": 1}, revisit="r")
+    with pytest.raises(AssertionError, match="Internal Server Error"):
+        expect_json(httpx.Response(500, text="Internal Server Error"), {"a": 1}, revisit="r")

@@ -17,7 +17,7 @@ from fastapi import Request
 
 from dojo.fakes import EMAIL_SENT, EMAIL_STARTED, FakeOutbox
 from dojo.impl import kata_module
-from dojo.teach import expect_status, lesson
+from dojo.teach import expect_json, expect_status, lesson
 from dojo.timeline import CLIENT_ADDRESS, RESPONSE_COMPLETE, Timeline
 
 registration = kata_module("k02_multiple_tasks", "registration")
@@ -323,9 +323,10 @@ async def test_a_registration_is_answered_201_with_the_new_user_id_and_email(cli
         expected="201 Created",
         revisit="task 4: the route is declared with status_code=201; the endpoint must return normally",
     )
-    assert response.json() == {"user_id": 1, "email": VALID["email"]}, lesson(
+    expect_json(
+        response,
+        {"user_id": 1, "email": VALID["email"]},
         expected=f'{{"user_id": 1, "email": "{VALID["email"]}"}} for the first registration',
-        got=response.text[:300],
         revisit="task 4: the endpoint's return value",
     )
 

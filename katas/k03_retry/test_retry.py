@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from dojo.fakes import CHARGE_ATTEMPTED, FakeClock, FakeGateway, FakeOutbox, FakeSleep
 from dojo.impl import kata_module
-from dojo.teach import expect_status, lesson
+from dojo.teach import expect_json, expect_status, lesson
 from dojo.timeline import RESPONSE_COMPLETE, Timeline
 
 payments = kata_module("k03_retry", "payments")
@@ -425,9 +425,10 @@ async def test_a_valid_payment_is_accepted_with_202_and_says_it_is_processing(cl
         expected="202 Accepted",
         revisit="task 4: the route declares status_code=202; the endpoint queues and returns",
     )
-    assert response.json() == {"status": "processing", "payment_id": PAYMENT["payment_id"]}, lesson(
+    expect_json(
+        response,
+        {"status": "processing", "payment_id": PAYMENT["payment_id"]},
         expected=f'{{"status": "processing", "payment_id": "{PAYMENT["payment_id"]}"}}',
-        got=response.text[:300],
         revisit="task 4: the endpoint's return value",
     )
 
