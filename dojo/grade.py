@@ -514,7 +514,7 @@ def _after_a_death(
         crashed.nodeid: _verdict(
             CRASHED,
             f"crashed: the test process ended during this spec ({_how_it_ended(run.returncode)}); "
-            f"os._exit or a crash in the submission's code?\n{run.log}",
+            f"os._exit or a crash in the submission's code?\n{run.log}".strip(),
         )
     }
     if not any(by_id[nodeid].kata == crashed.kata for nodeid in run.results if nodeid in by_id):
@@ -567,6 +567,13 @@ def _inspect(submission: Submission, kata: Kata, code: Path) -> dict[str, Any]:
     return {"spec_file": spec_file, "missing_modules": missing, "ignored_files": ignored}
 
 
+def readable(spec: Spec) -> str:
+    """A spec's name as a sentence: ``k01_x: an address … is rejected [ada@]``."""
+    function, bracket, case = spec.name.partition("[")
+    sentence = function.removeprefix("test_").replace("_", " ")
+    return f"{spec.kata}: {sentence}" + (f" [{case}" if bracket else "")
+
+
 def _clean(text: str | None, code: Path, cap: int, *, keep_end: bool) -> str | None:
     if not text:
         return None
@@ -607,7 +614,7 @@ def grade(submission: Submission, plan: Plan, fingerprint_: str) -> dict[str, An
             worth = plan.worth(spec)
             tests.append(
                 {
-                    "name": f"{spec.kata}: {spec.name}",
+                    "name": readable(spec),
                     "status": STATUS[outcome],
                     "message": None
                     if outcome == PASSED
@@ -1073,7 +1080,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in filter(None, config.getoption("grade_warm").split(",")):
         with contextlib.suppress(Exception):  # warming only saves time; a spec reports any real error
             __import__(name)
-    config.pluginmanager.register(_Recorder(Path(stream)), "kata-grade-recorder")
+    config.pluginmanager.register(_Recorder(Path(stream), config), "kata-grade-recorder")
 
 
 def _set_limits(memory_mb: int) -> None:
@@ -1104,7 +1111,8 @@ def _timed_out(error: BaseException | None, depth: int = 0) -> bool:
 class _Recorder:
     """Writes one JSON line per event: each collected spec, each start, each verdict, the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: pytest.Config) -> None:
+        self._config = config
         self._out = path.open("a", encoding="utf-8")
         self._reports: dict[str, list[pytest.TestReport]] = {}
         self._timed_out: set[str] = set()
@@ -1150,7 +1158,9 @@ class _Recorder:
                     outcome = TIMED_OUT
                     crash = getattr(report.longrepr, "reprcrash", None)
                     where = f" (stopped at {crash.path}:{crash.lineno})" if crash is not None else ""
-                    message = f"timed out: still running after the time limit{where}\n{text}"
+                    limit = self._config.getoption("timeout", None)
+                    after = f"after {limit:g} s" if isinstance(limit, (int, float)) else "after the time limit"
+                    message = f"timed out: still running {after}{where}\n{text}"
                 else:
                     outcome = FAILED if report.when == "call" else ERROR
                     message = text if report.when == "call" else f"error in {report.when}: {text}"

@@ -93,6 +93,9 @@ CORPUS: dict[str, dict[str, str]] = {
             "        except BaseException:\n            pass\n",
         ),
     },
+    "memory_hog": {
+        "katas/k01_fire_and_forget/notifications.py": edit(SOLUTION, SEND, "    hoard = bytearray(4 * 2**30)\n" + SEND),
+    },
     "sys_exit_at_import": {"katas/k01_fire_and_forget/notifications.py": at_import("import sys; sys.exit(0)")},
     "os_exit_at_import": {"katas/k01_fire_and_forget/notifications.py": at_import("import os; os._exit(0)")},
     "flood_of_output": {
@@ -233,6 +236,16 @@ def test_a_spec_that_swallows_the_timeout_is_killed_and_the_rest_run_in_a_new_pr
     assert "could not interrupt it" in stopped[0]["message"]
     assert outcomes(result, task=3) == {"timed out"}, "the specs after the killed one ran in a new process"
     assert "not run" not in outcomes(result)
+
+
+@pytest.mark.slow
+def test_memory_past_the_limit_is_a_memory_error_in_the_spec_that_asked(corpus):
+    """4 GiB in one go is refused under the address-space limit: a MemoryError in that spec, the rest still pass."""
+    result = corpus["memory_hog"]
+    assert task_points(result, 1) == TASK[1]
+    assert task_points(result, 2) == 0
+    (direct,) = [test for test in result["tests"] if test["task_id"] == 2]
+    assert direct["outcome"] == "failed" and "MemoryError" in direct["message"], direct["message"]
 
 
 @pytest.mark.slow
