@@ -212,13 +212,18 @@ def make_plan(katas: tuple[Kata, ...], limits: Limits, cache: Path | None = None
         work = Path(tmp)
         stream = work / "collect.jsonl"
         command = child_command(
-            [str(kata.spec_path) for kata in katas], code="solutions", stream=stream, limits=limits, warm=()
+            [str(kata.spec_path) for kata in katas],
+            root=REPO_ROOT,
+            code="solutions",
+            stream=stream,
+            limits=limits,
+            warm=(),
         )
         try:
             result = subprocess.run(  # noqa: S603 - our own interpreter running pytest on our specs
                 [*command, "--collect-only"],
                 cwd=work,
-                env=child_env(work),
+                env=child_env(work, REPO_ROOT),
                 capture_output=True,
                 text=True,
                 timeout=300,
@@ -238,17 +243,38 @@ def make_plan(katas: tuple[Kata, ...], limits: Limits, cache: Path | None = None
 # --------------------------------------------------------------------------- the grading process
 
 
-def child_command(targets: list[str], *, code: str, stream: Path, limits: Limits, warm: tuple[str, ...]) -> list[str]:
-    """The child's command: our specs, our settings, the submission's copy as the --impl."""
+GRADER_COPY = "grader"  # in a submission's work folder: its own copy of our side
+
+
+def copy_grader(target: Path, katas: tuple[Kata, ...]) -> None:
+    """Our side for one submission's process: settings, conftest.py, dojo/, our kata folders without stubs.
+
+    The process imports all of it from here, so code that rewrites "the grader's" files
+    while it runs changes only its own copy, never another submission's grading.
+    """
+    target.mkdir()
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy2(REPO_ROOT / name, target / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO_ROOT / "dojo", target / "dojo", ignore=skip)
+    for kata in katas:
+        stubs = shutil.ignore_patterns("__pycache__", "*.pyc", *kata.module_files)
+        shutil.copytree(kata.folder, target / "katas" / kata.slug, ignore=stubs)
+
+
+def child_command(  # noqa: PLR0913 - keyword-only, one per part of the command
+    targets: list[str], *, root: Path, code: str, stream: Path, limits: Limits, warm: tuple[str, ...]
+) -> list[str]:
+    """The child's command: our specs, our settings (from ``root``), the submission's copy as the --impl."""
     return [
         sys.executable,
         "-m",
         "pytest",
         *targets,
         f"--impl={code}",
-        f"--rootdir={REPO_ROOT}",
+        f"--rootdir={root}",
         "-c",
-        str(REPO_ROOT / "pyproject.toml"),
+        str(root / "pyproject.toml"),
         "-p",
         "dojo.grade",
         f"--grade-stream={stream}",
@@ -257,7 +283,7 @@ def child_command(targets: list[str], *, code: str, stream: Path, limits: Limits
         "-p",
         "no:randomly",  # the same order for every student
         "-p",
-        "no:cacheprovider",  # nothing written into our repository
+        "no:cacheprovider",  # nothing written beside our specs
         "-p",
         "no:xdist",
         f"--timeout={limits.spec_timeout:g}",
@@ -282,11 +308,11 @@ _DROPPED_ENV = (
 )
 
 
-def child_env(work: Path) -> dict[str, str]:
+def child_env(work: Path, root: Path) -> dict[str, str]:
     """The environment of a grading process: none of the caller's pytest settings."""
     env = {key: value for key, value in os.environ.items() if key not in _DROPPED_ENV}
     env.update(
-        PYTHONPATH=str(REPO_ROOT),  # our dojo, whatever the current folder
+        PYTHONPATH=str(root),  # our dojo from there, ahead of the installed one
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONHASHSEED="0",
         PYTHONIOENCODING="utf-8",
@@ -394,7 +420,7 @@ def run_child(command: list[str], work: Path, stream: Path, limits: Limits, dead
         process = subprocess.Popen(  # noqa: S603 - our own interpreter running pytest on our specs
             command,
             cwd=work,
-            env=child_env(work),
+            env=child_env(work, work / GRADER_COPY),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -465,13 +491,14 @@ def run_specs(code: Path, work: Path, plan: Plan, deadline: float) -> dict[str, 
             verdicts.update(dict.fromkeys(remaining, _verdict(NOT_RUN, message)))
             break
         attempt += 1
+        root = work / GRADER_COPY
         if attempt == 1:
-            targets = [str(kata.spec_path) for kata in plan.katas]
+            targets = [str(root / "katas" / kata.slug / kata.spec) for kata in plan.katas]
         else:
-            targets = [f"{REPO_ROOT.as_posix()}/{nodeid}" for nodeid in remaining]
+            targets = [f"{root.as_posix()}/{nodeid}" for nodeid in remaining]
         stream = work / f"run{attempt}.jsonl"
         run = run_child(
-            child_command(targets, code=str(code), stream=stream, limits=limits, warm=plan.warm),
+            child_command(targets, root=root, code=str(code), stream=stream, limits=limits, warm=plan.warm),
             work,
             stream,
             limits,
@@ -574,10 +601,11 @@ def readable(spec: Spec) -> str:
     return f"{spec.kata}: {sentence}" + (f" [{case}" if bracket else "")
 
 
-def _clean(text: str | None, code: Path, cap: int, *, keep_end: bool) -> str | None:
+def _clean(text: str | None, work: Path, cap: int, *, keep_end: bool) -> str | None:
     if not text:
         return None
-    text = text.replace(f"{code}{os.sep}", "").replace(f"{REPO_ROOT}{os.sep}", "")
+    for prefix in (work / "code", work / GRADER_COPY, REPO_ROOT):
+        text = text.replace(f"{prefix}{os.sep}", "")
     if len(text) <= cap:
         return text
     if keep_end:
@@ -606,6 +634,7 @@ def grade(submission: Submission, plan: Plan, fingerprint_: str) -> dict[str, An
         work = Path(tmp)
         code = work / "code"
         inspected = {kata.slug: _inspect(submission, kata, code) for kata in plan.katas}
+        copy_grader(work / GRADER_COPY, plan.katas)
         verdicts = run_specs(code, work, plan, deadline)
         tests = []
         for spec in plan.specs:
@@ -618,8 +647,8 @@ def grade(submission: Submission, plan: Plan, fingerprint_: str) -> dict[str, An
                     "status": STATUS[outcome],
                     "message": None
                     if outcome == PASSED
-                    else _clean(verdict.get("message"), code, MESSAGE_CAP, keep_end=True),
-                    "output": _clean(verdict.get("output"), code, OUTPUT_CAP, keep_end=False),
+                    else _clean(verdict.get("message"), work, MESSAGE_CAP, keep_end=True),
+                    "output": _clean(verdict.get("output"), work, OUTPUT_CAP, keep_end=False),
                     "task_id": spec.task,
                     "kata": spec.kata,
                     "nodeid": spec.nodeid,
@@ -726,6 +755,34 @@ def _notes(slug: str, counts: Counter[str], info: dict[str, Any]) -> list[str]:
         notes.append(f"{slug}: ignored {', '.join(info['ignored_files'])}")
     notes.extend(f"{slug}: {counts[outcome]} {outcome}" for outcome in (TIMED_OUT, CRASHED, NOT_RUN) if counts[outcome])
     return notes
+
+
+class Guard:
+    """Our repository's grading files as they were when grading began.
+
+    Each submission runs on its own copy of them, so a change here means code reached
+    out for this repository on purpose; it is put back and reported.
+    """
+
+    def __init__(self, katas: tuple[Kata, ...]) -> None:
+        paths = [REPO_ROOT / "conftest.py", REPO_ROOT / "pyproject.toml", *sorted((REPO_ROOT / "dojo").rglob("*"))]
+        for kata in katas:
+            paths.extend(path for path in sorted(kata.folder.iterdir()) if path.name not in kata.module_files)
+        self._saved = {path: path.read_bytes() for path in paths if path.is_file() and "__pycache__" not in path.parts}
+
+    def restore(self) -> list[str]:
+        """Put back every file that changed (or vanished); name them."""
+        changed = []
+        for path, content in self._saved.items():
+            try:
+                same = path.read_bytes() == content
+            except OSError:
+                same = False
+            if not same:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                changed.append(str(path.relative_to(REPO_ROOT)))
+        return changed
 
 
 # --------------------------------------------------------------------------- outputs
@@ -988,6 +1045,7 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0915 - one command, r
     print(f"grading {len(submissions)} submission(s) on {', '.join(kata.slug for kata in katas)}")
     print(f"limits: {limits.describe()}; {jobs} at a time")
     started = time.monotonic()
+    guard = Guard(katas)
     plan = make_plan(katas, limits, cache=out / ".specs.json")
     results: dict[str, dict[str, Any]] = {}
     todo = []
@@ -1025,6 +1083,7 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0915 - one command, r
     except KeyboardInterrupt:
         kill_all()
         executor.shutdown(wait=True, cancel_futures=True)
+        _report_tampering(guard)
         print(
             f"interrupted: {len(results)} of {len(submissions)} graded and kept; "
             "run the same command again to grade the rest",
@@ -1035,6 +1094,7 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0915 - one command, r
         executor.shutdown(wait=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    tampered = _report_tampering(guard)
     ordered = [results[submission.student] for submission in submissions if submission.student in results]
     write_atomically(out / "gradebook.csv", gradebook(ordered, katas))
     write_atomically(out / "junit.xml", junit(ordered))
@@ -1043,7 +1103,19 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0915 - one command, r
         f"{len(todo) - problems} graded, {len(submissions) - len(todo)} kept, in {elapsed:.1f} s "
         f"→ {out / 'gradebook.csv'}, {out / 'junit.xml'}"
     )
-    return 1 if problems else 0
+    return 1 if problems or tampered else 0
+
+
+def _report_tampering(guard: Guard) -> int:
+    changed = guard.restore()
+    if changed:
+        print(
+            f"WARNING: while grading, code wrote to this repository's grading files: {', '.join(changed)}. "
+            "They are restored. A submission did it on purpose: grade again one at a time "
+            "(--jobs 1 --regrade) to see which, and grade untrusted code in a container.",
+            file=sys.stderr,
+        )
+    return len(changed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,9 +52,17 @@ def pytest_runtest_makereport(item, call):
     return report
 """
 
+REWRITE_THE_GRADER = f"""
+import pathlib, dojo
+root = pathlib.Path(dojo.__file__).resolve().parent.parent
+with (root / "conftest.py").open("a") as conftest:
+    conftest.write({FORCE_GREEN!r})
+"""
+
 # case name -> the submission's files, relative to its folder (a clone, or a bare katas/ folder)
 CORPUS: dict[str, dict[str, str]] = {
     "solution": {"katas/k01_fire_and_forget/notifications.py": SOLUTION},
+    "rewrites_the_grader": {"katas/k01_fire_and_forget/notifications.py": at_import(REWRITE_THE_GRADER, STUB)},
     "untouched_stub": {"k01_fire_and_forget/notifications.py": STUB},
     "syntax_error": {
         "katas/k01_fire_and_forget/notifications.py": edit(SOLUTION, "def create_app(", "def create_app(:")
@@ -163,13 +171,20 @@ def _corpus(tmp_path_factory):
     result = run_grader(*folders, "--out", out, "--kata", K01.slug, "--timeout", SPEC_TIMEOUT, "--jobs", "2")
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
-    return {"out": out, "stdout": result.stdout, "elapsed": elapsed, **{name: results_of(out, name) for name in CORPUS}}
+    return {
+        "out": out,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "elapsed": elapsed,
+        **{name: results_of(out, name) for name in CORPUS},
+    }
 
 
 # case -> (status, points) expected; points from the manifest's tasks
 EXPECTED = {
     "solution": ("pass", K01.points),
     "untouched_stub": ("fail", 0),
+    "rewrites_the_grader": ("fail", 0),
     "missing_function": ("fail", TASK[2]),
     "sync_infinite_loop": ("fail", TASK[1] + TASK[2]),
     "await_never_returns": ("fail", TASK[1] + TASK[2]),
@@ -301,6 +316,32 @@ def test_the_run_states_its_limits_and_took_bounded_time(corpus):
     assert corpus["solution"]["limits"]["spec_timeout"] == 1.0
     assert corpus["solution"]["limits"]["output_cap"] == grade.OUTPUT_CAP
     assert corpus["elapsed"] < 120, f"the corpus took {corpus['elapsed']:.0f} s"
+
+
+@pytest.mark.slow
+def test_code_that_rewrites_the_grader_changes_only_its_own_copy(corpus):
+    """It found "our" conftest and specs through dojo's path: its copy. Stubs graded after it still get zero."""
+    assert corpus["rewrites_the_grader"]["points"] == 0
+    assert corpus["edited_spec_file"]["points"] == corpus["conftest_forces_pass"]["points"] == 0
+    assert "WARNING" not in corpus["stderr"]
+
+
+@pytest.mark.slow
+def test_code_that_writes_to_this_repository_is_undone_and_reported(tmp_path):
+    """A submission that knows our path and edits our spec file: restored, named on stderr, exit 1."""
+    original = K01.spec_path.read_bytes()
+    tamper = f"pathlib.Path({str(K01.spec_path)!r}).write_text('# graded by me')"
+    folder = make_submission(
+        tmp_path / "mallory", {f"{K01.slug}/notifications.py": at_import(f"import pathlib\n{tamper}", STUB)}
+    )
+    try:
+        result = run_grader(folder, "--out", tmp_path / "out", "--kata", "k01", "--timeout", SPEC_TIMEOUT)
+        assert K01.spec_path.read_bytes() == original, "the grader put our spec back"
+    finally:
+        K01.spec_path.write_bytes(original)
+    assert result.returncode == 1
+    assert "WARNING" in result.stderr and K01.spec_path.relative_to(REPO_ROOT).as_posix() in result.stderr
+    assert results_of(tmp_path / "out", "mallory")["points"] == 0
 
 
 # ------------------------------------------------------------------ every kata, outputs, resuming
