@@ -386,6 +386,7 @@ class ChildRun:
     log: str = ""
     started_at: float = 0.0
     finished_at: float | None = None
+    notes: list[str] = field(default_factory=list)
 
     def take(self, records: list[dict[str, Any]], now: float) -> None:
         """Follow the stream: which spec runs, which verdicts came, whether the session ended."""
@@ -398,6 +399,8 @@ class ChildRun:
                 self.running = None
             elif event == "finish":
                 self.finished_at = now
+            elif event == "note":
+                self.notes.append(str(record.get("note")))
 
     def reason_to_kill(self, now: float, limits: Limits, deadline: float) -> str | None:
         if _STOP.is_set():
@@ -470,7 +473,7 @@ def _verdict(outcome: str, message: str | None = None, output: str | None = None
     return {"outcome": outcome, "message": message, "output": output, "duration": 0.0}
 
 
-def run_specs(code: Path, work: Path, plan: Plan, deadline: float) -> dict[str, dict[str, Any]]:
+def run_specs(code: Path, work: Path, plan: Plan, deadline: float, notes: list[str]) -> dict[str, dict[str, Any]]:
     """Every spec's verdict for one submission's copy, relaunching past a process that died.
 
     A spec that kills its process (os._exit, a crash) or must be killed (it ignored the
@@ -483,7 +486,7 @@ def run_specs(code: Path, work: Path, plan: Plan, deadline: float) -> dict[str, 
     verdicts: dict[str, dict[str, Any]] = {}
     remaining = [spec.nodeid for spec in plan.specs]
     attempt = 0
-    while remaining:
+    while remaining:  # each pass either gets verdicts or gives some: it ends
         if _STOP.is_set():
             raise Interrupted
         if time.monotonic() >= deadline:
@@ -506,6 +509,7 @@ def run_specs(code: Path, work: Path, plan: Plan, deadline: float) -> dict[str, 
         )
         if run.killed == "stopped":
             raise Interrupted
+        notes.extend(note for note in run.notes if note not in notes)
         before = len(verdicts)
         verdicts.update({nodeid: record for nodeid, record in run.results.items() if nodeid in by_id})
         if run.running in by_id and run.running not in verdicts:
@@ -635,7 +639,8 @@ def grade(submission: Submission, plan: Plan, fingerprint_: str) -> dict[str, An
         code = work / "code"
         inspected = {kata.slug: _inspect(submission, kata, code) for kata in plan.katas}
         copy_grader(work / GRADER_COPY, plan.katas)
-        verdicts = run_specs(code, work, plan, deadline)
+        limit_notes: list[str] = []
+        verdicts = run_specs(code, work, plan, deadline, limit_notes)
         tests = []
         for spec in plan.specs:
             verdict = verdicts.get(spec.nodeid) or _verdict(NOT_RUN, "not run: no verdict came back")
@@ -659,6 +664,7 @@ def grade(submission: Submission, plan: Plan, fingerprint_: str) -> dict[str, An
                 }
             )
     result = _summarize(submission, plan, fingerprint_, tests, inspected)
+    result["notes"].extend(limit_notes)
     result["duration"] = round(time.monotonic() - started, 2)
     return result
 
@@ -1148,26 +1154,36 @@ def pytest_configure(config: pytest.Config) -> None:
     stream = config.getoption("grade_stream")
     if not stream:
         return
-    _set_limits(config.getoption("grade_memory"))
+    failures = _set_limits(config.getoption("grade_memory"))
     for name in filter(None, config.getoption("grade_warm").split(",")):
         with contextlib.suppress(Exception):  # warming only saves time; a spec reports any real error
             __import__(name)
-    config.pluginmanager.register(_Recorder(Path(stream), config), "kata-grade-recorder")
+    recorder = _Recorder(Path(stream), config)
+    config.pluginmanager.register(recorder, "kata-grade-recorder")
+    for failure in failures:
+        recorder.emit(event="note", note=failure)
 
 
-def _set_limits(memory_mb: int) -> None:
+def _set_limits(memory_mb: int) -> list[str]:
+    """Lower this process's limits for good; say which could not be set (some systems refuse RLIMIT_AS)."""
     import resource
 
-    def lower(kind: int, value: int) -> None:
+    failures = []
+
+    def lower(name: str, kind: int, value: int) -> None:
         _soft, hard = resource.getrlimit(kind)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(kind, (value, value))  # hard too: the submission cannot raise it back
+        try:
+            resource.setrlimit(kind, (value, value))  # hard too: the submission cannot raise it back
+        except (ValueError, OSError) as error:
+            failures.append(f"{name} not set on this system: {error}")
 
     if memory_mb:
-        lower(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
-    lower(resource.RLIMIT_CORE, 0)
-    lower(resource.RLIMIT_FSIZE, FILE_CAP)
+        lower("the memory limit (RLIMIT_AS)", resource.RLIMIT_AS, memory_mb * 1024 * 1024)
+    lower("RLIMIT_CORE", resource.RLIMIT_CORE, 0)
+    lower("the file-size limit (RLIMIT_FSIZE)", resource.RLIMIT_FSIZE, FILE_CAP)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past FILE_CAP a write fails; it does not kill us
+    return failures
 
 
 def _timed_out(error: BaseException | None, depth: int = 0) -> bool:
@@ -1189,7 +1205,7 @@ class _Recorder:
         self._reports: dict[str, list[pytest.TestReport]] = {}
         self._timed_out: set[str] = set()
 
-    def _emit(self, **record: Any) -> None:
+    def emit(self, **record: Any) -> None:
         self._out.write(json.dumps(record) + "\n")
         self._out.flush()
 
@@ -1198,7 +1214,7 @@ class _Recorder:
             return
         for item in session.items:
             marker = item.get_closest_marker("task")
-            self._emit(
+            self.emit(
                 event="item",
                 nodeid=item.nodeid,
                 kata=item.path.parent.name,
@@ -1208,7 +1224,7 @@ class _Recorder:
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self._reports[nodeid] = []
-        self._emit(event="start", nodeid=nodeid)
+        self.emit(event="start", nodeid=nodeid)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -1248,7 +1264,7 @@ class _Recorder:
             )
         if message is not None:
             message = shorten(message, MESSAGE_CAP * 2)  # cut for good by the parent, which also strips paths
-        self._emit(
+        self.emit(
             event="result",
             nodeid=nodeid,
             outcome=outcome,
@@ -1258,7 +1274,7 @@ class _Recorder:
         )
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
-        self._emit(event="finish", exitstatus=int(exitstatus))
+        self.emit(event="finish", exitstatus=int(exitstatus))
 
 
 if __name__ == "__main__":
