@@ -507,7 +507,7 @@ def run_specs(code: Path, work: Path, plan: Plan, deadline: float, notes: list[s
             limits,
             deadline,
         )
-        if run.killed == "stopped":
+        if run.killed == "stopped" or _STOP.is_set():  # a process killed by the stop did not crash
             raise Interrupted
         notes.extend(note for note in run.notes if note not in notes)
         before = len(verdicts)
@@ -961,6 +961,8 @@ def _kept(out: Path, submission: Submission, fingerprint_: str) -> dict[str, Any
 
 def _grade_and_write(submission: Submission, plan: Plan, fingerprint_: str, out: Path) -> dict[str, Any]:
     result = grade(submission, plan, fingerprint_)
+    if _STOP.is_set():  # it may have seen its process killed by the stop: grade it on the next run
+        raise Interrupted
     write_atomically(out / submission.student / "results.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
 

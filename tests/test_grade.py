@@ -385,35 +385,45 @@ def test_every_kata_end_to_end_with_exercism_results_junit_and_a_rerun_that_keep
 
 @pytest.mark.slow
 def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_path):
-    """Ctrl-C: children killed, finished results kept whole; the same command then grades only the rest."""
-    folders = [make_submission(tmp_path / f"s{n}", {f"{K01.slug}/notifications.py": STUB}) for n in range(3)]
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "dojo.grade",
-        *map(str, folders),
-        "--out",
-        str(out),
-        "--kata",
-        "k01",
-        "--jobs",
-        "1",
+    """Ctrl-C mid-submission: its process killed, finished results kept whole; the same command grades the rest."""
+    hang = CORPUS["await_never_returns"]["katas/k01_fire_and_forget/notifications.py"]
+    sources = {"s0_stub": STUB, "s1_hangs": hang, "s2_solution": SOLUTION}
+    folders = [
+        make_submission(tmp_path / name, {f"{K01.slug}/notifications.py": text}) for name, text in sources.items()
     ]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dojo.grade", *map(str, folders), "--out", str(out), "--jobs", "1"]
+    command += ["--kata", "k01", "--timeout", SPEC_TIMEOUT]
+    scratch = tmp_path / "scratch"  # the grader's temporary folders: its children's command lines name it
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+
+    def grading_processes():
+        return [
+            line
+            for line in subprocess.check_output(["ps", "-ww", "-eo", "args"], text=True).splitlines()
+            if str(scratch) in line
+        ]
+
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
-    while not list(out.glob("*/results.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not (list(out.glob("*/results.json")) and grading_processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # s0 is graded, s1 hangs in its own process
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stdout + stderr
     assert "run the same command again" in stderr
-    kept = sorted(path.parent.name for path in out.glob("*/results.json"))
-    assert 1 <= len(kept) < 3
+    assert grading_processes() == [], "every grading process was killed"
+    assert not list(scratch.iterdir()), "and its temporary copies removed"
+    assert sorted(path.parent.name for path in out.glob("*/results.json")) == ["s0_stub"]
     assert not list(out.rglob("*.tmp")), "no half-written results"
+
     rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"{3 - len(kept)} graded, {len(kept)} kept" in rerun.stdout
+    assert "2 graded, 1 kept" in rerun.stdout
+    assert [results_of(out, name)["points"] for name in sources] == [0, TASK[1] + TASK[2], K01.points]
 
 
 # ------------------------------------------------------------------ the classroom, the errors
