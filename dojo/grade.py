@@ -62,7 +62,7 @@ from dojo.manifest import MANIFEST_PATH, REPO_ROOT, Kata
 #: Exercism's test-runner interface caps a test's ``output`` at 500 characters; so do we.
 OUTPUT_CAP = 500
 OUTPUT_CUT = "\n[output cut at 500 characters]"
-#: A failure message is kept to its last 2000 characters (where the assertion's lesson is).
+#: A failure message is cut to 2000 characters: its first line and its end (where the assertion's lesson is).
 MESSAGE_CAP = 2000
 #: No file the grading process writes may grow past this (a flood of output fills the disk).
 FILE_CAP = 256 * 1024 * 1024
