@@ -327,6 +327,36 @@ def test_code_that_rewrites_the_grader_changes_only_its_own_copy(corpus):
 
 
 @pytest.mark.slow
+def test_the_submission_time_limit_stops_a_submission_that_hangs_spec_after_spec(tmp_path):
+    """Past --submission-timeout the process is killed: the spec running and the rest say why; results are written."""
+    files = {
+        f"{K01.slug}/notifications.py": CORPUS["await_never_returns"]["katas/k01_fire_and_forget/notifications.py"]
+    }
+    folder = make_submission(tmp_path / "hangs", files)
+    command = [
+        folder,
+        "--out",
+        tmp_path / "out",
+        "--kata",
+        "k01",
+        "--timeout",
+        SPEC_TIMEOUT,
+        "--submission-timeout",
+        "4",
+    ]
+    result = run_grader(*command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    graded = results_of(tmp_path / "out", "hangs")
+    tests = graded["tests"]
+    assert tests and all(test["outcome"] for test in tests), "every spec has a verdict"
+    stopped = [test for test in tests if "submission's time limit (4 s)" in (test["message"] or "")]
+    assert stopped, json.dumps(graded, indent=1)[:3000]
+    assert {test["outcome"] for test in stopped} <= {"timed out", "not run"}
+    assert graded["points"] <= TASK[1] + TASK[2]
+    assert graded["duration"] < 4 + 3, "killed at the limit, not at the end of its specs"
+
+
+@pytest.mark.slow
 def test_code_that_writes_to_this_repository_is_undone_and_reported(tmp_path):
     """A submission that knows our path and edits our spec file: restored, named on stderr, exit 1."""
     original = K01.spec_path.read_bytes()
