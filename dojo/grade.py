@@ -1240,6 +1240,9 @@ class _Recorder:
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         reports = self._reports.pop(nodeid, [])
+        duration = sum(report.duration for report in reports)
+        limit = self._config.getoption("timeout", None)
+        limit = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
         outcome, message = PASSED, None
         for report in reports:
             if report.failed:
@@ -1248,9 +1251,12 @@ class _Recorder:
                     outcome = TIMED_OUT
                     crash = getattr(report.longrepr, "reprcrash", None)
                     where = f" (stopped at {crash.path}:{crash.lineno})" if crash is not None else ""
-                    limit = self._config.getoption("timeout", None)
-                    after = f"after {limit:g} s" if isinstance(limit, (int, float)) else "after the time limit"
+                    after = f"after {limit:g} s" if limit else "after the time limit"
                     message = f"timed out: still running {after}{where}\n{text}"
+                elif limit and duration >= limit:
+                    # The alarm fired in a task the app started, not in the spec: the spec failed later, out of time.
+                    outcome = TIMED_OUT
+                    message = f"timed out: ran {duration:.1f} s, past the {limit:g} s limit\n{text}"
                 else:
                     outcome = FAILED if report.when == "call" else ERROR
                     message = text if report.when == "call" else f"error in {report.when}: {text}"
@@ -1272,7 +1278,7 @@ class _Recorder:
             outcome=outcome,
             message=message,
             output=output[: OUTPUT_CAP * 2],
-            duration=sum(report.duration for report in reports),
+            duration=duration,
         )
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
