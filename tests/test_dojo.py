@@ -155,6 +155,17 @@ def test_a_submission_missing_a_function_fails_with_missing_name(pytester, tmp_p
     result.stdout.fnmatch_lines(["*MISSING NAME 'create_app'*", "*defines: something_else*"])
 
 
+def test_collecting_the_specs_never_imports_the_kata_module(pytester, tmp_path):
+    """pytest's probes while collecting (``_mock_name`` …) must not run the learner's code before a spec does."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_probe=textwrap.dedent(SPEC))
+    submission = _submission(tmp_path, "raise SystemExit('imported while collecting')\n")
+    result = pytester.runpytest_inprocess(
+        f"--impl={submission}", "-p", "dojo.plugin", "-p", "no:cacheprovider", "--collect-only"
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+
+
 def test_the_run_header_names_the_code_under_test(pytester, tmp_path):
     """Whoever reads the output knows whose code was tested."""
     result = _run(pytester, _submission(tmp_path, "def create_app():\n    pass\n"))
