@@ -478,10 +478,10 @@ def test_a_factory_gets_demo_collaborators_by_parameter_name_or_a_clear_error():
     mailer, clock, retries = demo.build_app(factory)
     assert isinstance(mailer, demo.ConsoleMailer) and isinstance(clock, demo.RealClock) and retries == 3
 
-    def needy(gateway):
-        return gateway
+    def needy(ledger):
+        return ledger
 
-    with pytest.raises(demo.DemoError, match=r"needs 'gateway'.*clock, mailer, sleep"):
+    with pytest.raises(demo.DemoError, match=r"needs 'ledger'.*analytics, clock, gateway, handler, mailer"):
         demo.build_app(needy)
 
 
