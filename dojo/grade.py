@@ -593,9 +593,18 @@ def _inspect(submission: Submission, kata: Kata, code: Path) -> dict[str, Any]:
     spec_file = "absent"
     if theirs.is_file():
         spec_file = "unchanged" if _same_text(theirs, kata.spec_path) else "modified"
-    known = {*kata.module_files, kata.spec, "README.md", "__pycache__"}
-    ignored = sorted(path.name for path in source.iterdir() if path.name not in known) if source.is_dir() else []
-    return {"spec_file": spec_file, "missing_modules": missing, "ignored_files": ignored}
+    # Files we ship in the kata folder (README.md, a kata's own conftest.py) are ours when
+    # unchanged, and are never used from a submission; a changed one is worth a note.
+    ours = kata.folder
+    ignored, modified = [], []
+    for path in sorted(source.iterdir()) if source.is_dir() else []:
+        if path.name in {*kata.module_files, kata.spec, "__pycache__"}:
+            continue
+        if not (ours / path.name).is_file():
+            ignored.append(path.name)
+        elif not path.is_file() or not _same_text(path, ours / path.name):
+            modified.append(path.name)
+    return {"spec_file": spec_file, "missing_modules": missing, "ignored_files": ignored, "modified_files": modified}
 
 
 def readable(spec: Spec) -> str:
@@ -759,6 +768,8 @@ def _notes(slug: str, counts: Counter[str], info: dict[str, Any]) -> list[str]:
         notes.append(f"{slug}: missing {', '.join(info['missing_modules'])}")
     if info["ignored_files"]:
         notes.append(f"{slug}: ignored {', '.join(info['ignored_files'])}")
+    if info.get("modified_files"):
+        notes.append(f"{slug}: modified {', '.join(info['modified_files'])} (ignored: graded with ours)")
     notes.extend(f"{slug}: {counts[outcome]} {outcome}" for outcome in (TIMED_OUT, CRASHED, NOT_RUN) if counts[outcome])
     return notes
 

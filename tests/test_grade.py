@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -508,3 +509,20 @@ def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
         grade.write_atomically(target, "half")
     assert target.read_text() == "new"
     assert sorted(path.name for path in target.parent.iterdir()) == ["results.json"]
+
+
+def test_files_we_ship_in_a_kata_folder_are_noted_only_when_changed(tmp_path):
+    """A clone's untouched kata conftest.py is ours (no note); an edited one is reported as modified."""
+    kata = next((k for k in manifest.load() if (k.folder / "conftest.py").is_file()), None)
+    if kata is None:
+        pytest.skip("no kata ships its own conftest.py")
+    folder = tmp_path / "student" / "katas" / kata.slug
+    shutil.copytree(kata.folder, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    submission = grade.Submission(tmp_path / "student", "student")
+    untouched = grade._inspect(submission, kata, tmp_path / "code-1")
+    assert untouched["modified_files"] == [] and untouched["ignored_files"] == []
+    with (folder / "conftest.py").open("a") as conftest:
+        conftest.write("\n# the student's edit\n")
+    (folder / "notes.txt").write_text("mine")
+    edited = grade._inspect(submission, kata, tmp_path / "code-2")
+    assert edited["modified_files"] == ["conftest.py"] and edited["ignored_files"] == ["notes.txt"]
