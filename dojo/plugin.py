@@ -89,9 +89,14 @@ def pytest_configure(config: pytest.Config) -> None:
     _impl.push(implementation)
 
 
+def uses_hypothesis(spec_path: Path) -> bool:
+    """Whether a spec file has property specs (and so needs hypothesis imported)."""
+    return "hypothesis" in spec_path.read_text(encoding="utf-8", errors="replace")
+
+
 def pytest_pycollect_makemodule(module_path: Path) -> None:
     """Before a spec module that uses hypothesis is imported, its settings profile exists."""
-    if "hypothesis" in module_path.read_text(encoding="utf-8", errors="replace"):
+    if uses_hypothesis(module_path):
         _register_hypothesis_profiles(load=True)
 
 

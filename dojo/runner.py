@@ -243,7 +243,10 @@ def run_fresh(slug: str) -> Verdict:
     imported first (its bytecode cached as usual), then nothing more is written: the
     learner's modules and the specs are compiled afresh, which costs milliseconds.
     """
-    _import_stack()
+    from dojo.plugin import uses_hypothesis
+
+    # hypothesis costs ~0.3 s to import: only for a kata with property specs.
+    _import_stack(skip=() if uses_hypothesis(_manifest.load().get(slug).spec_path) else ("hypothesis",))
     sys.dont_write_bytecode = True
     return run_in_process(slug)
 
@@ -331,11 +334,12 @@ def warm_runner() -> ForkServer | Spawner:
     return ForkServer() if hasattr(os, "fork") else Spawner()
 
 
-def _import_stack() -> None:
+def _import_stack(skip: tuple[str, ...] = ()) -> None:
     import importlib
 
     for name in WARM_IMPORTS:
-        importlib.import_module(name)
+        if name not in skip:
+            importlib.import_module(name)
 
 
 def _warm_up() -> None:
