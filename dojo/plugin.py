@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -137,9 +137,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(name="timeline")
-def _timeline() -> Timeline:
+def _timeline() -> Iterator[Timeline]:
     """One line of events for the app, the fakes and the spec to share."""
-    return Timeline()
+    timeline = Timeline()
+    yield timeline
+    timeline.close()
 
 
 @pytest.fixture(name="outbox")

@@ -92,6 +92,7 @@ class Timeline:
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[Event]]] = []
+        self._calls: list[asyncio.Task[Exchange]] = []
 
     # ------------------------------------------------------------------ recording
     def record(self, name: str, detail: str = "") -> Event:
@@ -240,7 +241,25 @@ class Timeline:
             self.record(CALL_FINISHED)
             return exchange
 
-        return asyncio.ensure_future(call())
+        task = asyncio.ensure_future(call())
+        self._calls.append(task)
+        return task
+
+    def close(self) -> None:
+        """Settle the calls this timeline started (the ``timeline`` fixture does this after each spec).
+
+        A spec that stopped early (it failed, or a time limit interrupted the app) leaves its
+        call unawaited: still running, or finished with an exception nobody read. Either would
+        surface later, in another spec, as asyncio's "Task exception was never retrieved".
+        """
+        for task in self._calls:
+            if task.done():
+                if not task.cancelled():
+                    task.exception()  # read it, so asyncio does not report it later
+            else:
+                task.add_done_callback(_read_outcome)
+                task.cancel()
+        self._calls.clear()
 
     async def request(self, app: ASGIApp, method: str, path: str, **kwargs: Any) -> Exchange:
         """Make one request and wait until the app has returned (background tasks included).
@@ -326,6 +345,11 @@ class CatchAppErrors:
             return
         for message in held:
             await send(message)
+
+
+def _read_outcome(task: asyncio.Task[Exchange]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _resolve(future: asyncio.Future[Event], event: Event) -> None:

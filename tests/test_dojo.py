@@ -422,3 +422,26 @@ def test_expect_json_compares_bodies_and_survives_a_body_that_is_not_json():
         expect_json(httpx.Response(200, json={"a": 2}), {"a": 1}, revisit="r")
     with pytest.raises(AssertionError, match="Internal Server Error"):
         expect_json(httpx.Response(500, text="Internal Server Error"), {"a": 1}, revisit="r")
+
+
+async def test_closing_the_timeline_settles_the_calls_a_spec_abandoned():
+    """A call left unawaited must not log "Task exception was never retrieved" in a later spec."""
+    timeline = Timeline()
+
+    async def interrupted() -> None:
+        raise RuntimeError("a time limit interrupted the app")
+
+    finished = asyncio.ensure_future(interrupted())
+    timeline._calls.append(finished)  # as start() records its calls
+    await asyncio.sleep(0)
+    assert finished.done() and finished._log_traceback, "asyncio would report it when collected"
+
+    async def forever(_scope, _receive, _send):
+        await asyncio.Event().wait()
+
+    hanging = timeline.start(forever, "GET", "/")
+    await asyncio.sleep(0)
+    timeline.close()
+    assert not finished._log_traceback, "close() read the exception"
+    await asyncio.sleep(0)
+    assert hanging.cancelled(), "close() cancelled the call still running"
