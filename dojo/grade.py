@@ -474,17 +474,32 @@ def _verdict(outcome: str, message: str | None = None, output: str | None = None
 
 
 def run_specs(code: Path, work: Path, plan: Plan, deadline: float, notes: list[str]) -> dict[str, dict[str, Any]]:
-    """Every spec's verdict for one submission's copy, relaunching past a process that died.
+    """Every spec's verdict for one submission's copy: each kata in processes of its own.
+
+    One kata's code never shares a process with another kata's specs: what a hang or a
+    crash leaves behind (a thread still spinning, a task still pending, a patched module)
+    cannot cost the student points in the next kata.
+    """
+    verdicts: dict[str, dict[str, Any]] = {}
+    for kata in plan.katas:
+        verdicts.update(_run_kata_specs(code, work, plan, kata, deadline=deadline, notes=notes))
+    return verdicts
+
+
+def _run_kata_specs(  # noqa: PLR0913 - run_specs's arguments, and the kata
+    code: Path, work: Path, plan: Plan, kata: Kata, *, deadline: float, notes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """One kata's verdicts, relaunching past a process that died.
 
     A spec that kills its process (os._exit, a crash) or must be killed (it ignored the
-    time limit) gets that verdict; the specs after it run in a new process. A kata whose
-    process died before any of its specs finished in that process is not retried: its
-    remaining specs are "not run".
+    time limit) gets that verdict; the specs after it run in a new process. If the process
+    died before any spec finished, the kata's remaining specs are "not run".
     """
     limits = plan.limits
-    by_id = {spec.nodeid: spec for spec in plan.specs}
+    specs = [spec for spec in plan.specs if spec.kata == kata.slug]
+    by_id = {spec.nodeid: spec for spec in specs}
     verdicts: dict[str, dict[str, Any]] = {}
-    remaining = [spec.nodeid for spec in plan.specs]
+    remaining = [spec.nodeid for spec in specs]
     attempt = 0
     while remaining:  # each pass either gets verdicts or gives some: it ends
         if _STOP.is_set():
@@ -496,10 +511,10 @@ def run_specs(code: Path, work: Path, plan: Plan, deadline: float, notes: list[s
         attempt += 1
         root = work / GRADER_COPY
         if attempt == 1:
-            targets = [str(root / "katas" / kata.slug / kata.spec) for kata in plan.katas]
+            targets = [str(root / "katas" / kata.slug / kata.spec)]
         else:
             targets = [f"{root.as_posix()}/{nodeid}" for nodeid in remaining]
-        stream = work / f"run{attempt}.jsonl"
+        stream = work / f"{kata.slug}-run{attempt}.jsonl"
         run = run_child(
             child_command(targets, root=root, code=str(code), stream=stream, limits=limits, warm=plan.warm),
             work,

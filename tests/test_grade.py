@@ -526,3 +526,25 @@ def test_files_we_ship_in_a_kata_folder_are_noted_only_when_changed(tmp_path):
     (folder / "notes.txt").write_text("mine")
     edited = grade._inspect(submission, kata, tmp_path / "code-2")
     assert edited["modified_files"] == ["conftest.py"] and edited["ignored_files"] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_what_one_katas_code_breaks_does_not_cost_points_in_another_kata(tmp_path):
+    """Each kata runs in processes of its own: kata 1's code sabotaging FastAPI leaves kata 2 whole."""
+    k02 = manifest.load().get("k02")
+    sabotage = at_import("import fastapi.applications\nfastapi.applications.FastAPI.__call__ = None")
+    files = {"katas/k01_fire_and_forget/notifications.py": sabotage}
+    files.update(
+        {
+            f"katas/{k02.slug}/{name}": (k02.solution_folder / name).read_text(encoding="utf-8")
+            for name in k02.module_files
+        }
+    )
+    folder = make_submission(tmp_path / "mallory", files)
+    out = tmp_path / "out"
+    run = run_grader(folder, "--out", out, "--kata", K01.slug, "--kata", k02.slug, "--timeout", SPEC_TIMEOUT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = results_of(out, "mallory")
+    points = {kata["slug"]: kata["points"] for kata in result["katas"]}
+    assert points[k02.slug] == k02.points, f"kata 2 lost points to kata 1's code: {points}"
+    assert points[K01.slug] < K01.points
