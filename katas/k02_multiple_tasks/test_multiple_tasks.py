@@ -51,48 +51,54 @@ class AnalyticsEvent:
     ip_address: str
 
 
-class FakeProfiles:
+class _Collaborator:
+    """A collaborator that keeps what it is asked to do, on the timeline too, and can be told to fail."""
+
+    done = failed = ""  # the timeline's names for a call that worked / failed
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.kept: list[object] = []
+        self.failure: BaseException | None = None
+
+    def fail_with(self, error: BaseException) -> None:
+        self.failure = error
+
+    def _keep(self, item: object, detail: str) -> None:
+        if self.failure is not None:
+            self.timeline.record(self.failed, repr(self.failure))
+            raise self.failure
+        self.kept.append(item)
+        self.timeline.record(self.done, detail)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kept={self.kept})"
+
+
+class FakeProfiles(_Collaborator):
     """A profile store that keeps what it is asked to create."""
 
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline = timeline
-        self.created: list[Profile] = []
-        self.failure: BaseException | None = None
+    done, failed = PROFILE_CREATED, PROFILE_FAILED
 
-    def fail_with(self, error: BaseException) -> None:
-        self.failure = error
+    @property
+    def created(self) -> list[object]:
+        return self.kept
 
     def create(self, user_id: int, email: str) -> None:
-        if self.failure is not None:
-            self.timeline.record(PROFILE_FAILED, repr(self.failure))
-            raise self.failure
-        self.created.append(Profile(user_id, email))
-        self.timeline.record(PROFILE_CREATED, f"user {user_id}")
-
-    def __repr__(self) -> str:
-        return f"FakeProfiles(created={self.created})"
+        self._keep(Profile(user_id, email), f"user {user_id}")
 
 
-class FakeAnalytics:
+class FakeAnalytics(_Collaborator):
     """An analytics sink that keeps what it is asked to record."""
 
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline = timeline
-        self.events: list[AnalyticsEvent] = []
-        self.failure: BaseException | None = None
+    done, failed = ANALYTICS_RECORDED, ANALYTICS_FAILED
 
-    def fail_with(self, error: BaseException) -> None:
-        self.failure = error
+    @property
+    def events(self) -> list[object]:
+        return self.kept
 
     def record(self, event: str, user_id: int, ip_address: str) -> None:
-        if self.failure is not None:
-            self.timeline.record(ANALYTICS_FAILED, repr(self.failure))
-            raise self.failure
-        self.events.append(AnalyticsEvent(event, user_id, ip_address))
-        self.timeline.record(ANALYTICS_RECORDED, f"user {user_id} from {ip_address}")
-
-    def __repr__(self) -> str:
-        return f"FakeAnalytics(events={self.events})"
+        self._keep(AnalyticsEvent(event, user_id, ip_address), f"user {user_id} from {ip_address}")
 
 
 @pytest.fixture(name="profiles")
