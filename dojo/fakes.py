@@ -279,10 +279,6 @@ class BackgroundGate:
         self.timeline = timeline or Timeline()
         self._open = asyncio.Event()
 
-    @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
-
     def open(self) -> None:
         """Let the held requests' background tasks run (and every later one at once)."""
         if not self._open.is_set():

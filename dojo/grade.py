@@ -284,8 +284,6 @@ def child_command(  # noqa: PLR0913 - keyword-only, one per part of the command
         "no:randomly",  # the same order for every student
         "-p",
         "no:cacheprovider",  # nothing written beside our specs
-        "-p",
-        "no:xdist",
         f"--timeout={limits.spec_timeout:g}",
         "--timeout-method=signal",
         "-q",
@@ -1240,13 +1238,14 @@ class _Recorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not session.config.option.collectonly:
             return
+        from dojo.plugin import task_of  # loaded in the test process, never in the instructor's
+
         for item in session.items:
-            marker = item.get_closest_marker("task")
             self.emit(
                 event="item",
                 nodeid=item.nodeid,
                 kata=item.path.parent.name,
-                task=marker.args[0] if marker and marker.args else 0,
+                task=task_of(item) or 0,
                 name=item.name,
             )
 

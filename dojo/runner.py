@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from dojo import manifest as _manifest
+from dojo.plugin import task_of
 
 #: A run that takes longer than this is stopped: the learner's code is stuck in a loop.
 RUN_TIMEOUT = 60.0
@@ -40,8 +41,6 @@ RUN_TIMEOUT = 60.0
 PYTEST_ARGS = (
     "-p",
     "no:randomly",  # the first failure must be the same on every run (dev-only plugin anyway)
-    "-p",
-    "no:xdist",  # one small kata: worker processes would only cost start-up time
     "-p",
     "no:cacheprovider",  # nothing written into the learner's tree
     "--tb=no",  # the CLI renders failures itself; pytest's tracebacks cost ~40 ms a run
@@ -166,8 +165,7 @@ class _Collector:
 
     def pytest_collection_modifyitems(self, items: list[Any]) -> None:
         for item in items:
-            marker = item.get_closest_marker("task")
-            self.tasks[item.nodeid] = int(marker.args[0]) if marker and marker.args else None
+            self.tasks[item.nodeid] = task_of(item)
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:

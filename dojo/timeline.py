@@ -62,13 +62,6 @@ class Exchange:
     body: bytes = b""
     error: BaseException | None = None
 
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
