@@ -39,12 +39,13 @@ class Email:
     body: str
 
 
-class FakeOutbox:
-    """A mail server that keeps what it is sent.
+class _Outbox:
+    """What both fake mail servers share: the record of what was sent, holding, failing.
 
-    ``send`` is a plain ``def`` like ``smtplib``; ``asend`` is its ``async`` twin.
     ``hold()`` makes every send block until ``release()``, the way a slow mail server
     does, with no real waiting. ``fail_with(error)`` makes every send raise ``error``.
+    Each kind offers ONE way to send, the one the kata's code should use, so code that
+    calls the other kind fails instead of passing by accident.
     """
 
     def __init__(self, timeline: Timeline | None = None) -> None:
@@ -66,25 +67,6 @@ class FakeOutbox:
         """Every send raises ``error`` from now on (``None`` mends the server)."""
         self._failure = error
 
-    # -------------------------------------------------------------- the server
-    def send(self, to: str, subject: str, body: str) -> None:
-        """Deliver one email. Blocks while held, as a slow server would."""
-        self._begin(to)
-        if not self._gate.is_set():
-            if _on_event_loop_thread():
-                # Blocking here would freeze the event loop and the whole test with it.
-                self.timeline.record(EMAIL_BLOCKED_LOOP, f"to {to}: a def sender was called from async code")
-            elif not self._gate.wait(self.timeline.safety_timeout):
-                self.timeline.record("email gave up", f"to {to}: the outbox was never released")
-        self._finish(to, subject, body)
-
-    async def asend(self, to: str, subject: str, body: str) -> None:
-        """Deliver one email without blocking the event loop."""
-        self._begin(to)
-        if not self._gate.is_set() and not await asyncio.to_thread(self._gate.wait, self.timeline.safety_timeout):
-            self.timeline.record("email gave up", f"to {to}: the outbox was never released")
-        self._finish(to, subject, body)
-
     def _begin(self, to: str) -> None:
         self.timeline.record(EMAIL_STARTED, f"to {to}")
 
@@ -103,9 +85,36 @@ class FakeOutbox:
         return len(self.sent)
 
     def __repr__(self) -> str:
+        name = type(self).__name__
         if not self.sent:
-            return "FakeOutbox(no email sent)"
-        return "FakeOutbox(" + ", ".join(f"to={e.to!r} subject={e.subject!r}" for e in self.sent) + ")"
+            return f"{name}(no email sent)"
+        return f"{name}(" + ", ".join(f"to={e.to!r} subject={e.subject!r}" for e in self.sent) + ")"
+
+
+class FakeOutbox(_Outbox):
+    """A mail server with a blocking ``send``, like ``smtplib``: for code that sends from a ``def``."""
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email. Blocks while held, as a slow server would."""
+        self._begin(to)
+        if not self._gate.is_set():
+            if _on_event_loop_thread():
+                # Blocking here would freeze the event loop and the whole test with it.
+                self.timeline.record(EMAIL_BLOCKED_LOOP, f"to {to}: a def sender was called from async code")
+            elif not self._gate.wait(self.timeline.safety_timeout):
+                self.timeline.record("email gave up", f"to {to}: the outbox was never released")
+        self._finish(to, subject, body)
+
+
+class AsyncFakeOutbox(_Outbox):
+    """A mail server with an ``async`` ``asend``, like aiosmtplib: for code that sends from ``async def``."""
+
+    async def asend(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email without blocking the event loop."""
+        self._begin(to)
+        if not self._gate.is_set() and not await asyncio.to_thread(self._gate.wait, self.timeline.safety_timeout):
+            self.timeline.record("email gave up", f"to {to}: the outbox was never released")
+        self._finish(to, subject, body)
 
 
 EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -140,9 +149,10 @@ class FakeClock:
 
 
 class FakeSleep:
-    """An injectable ``sleep`` that returns at once, moves the clock, and keeps a log.
+    """An injectable ``await sleep(seconds)`` that returns at once, moves the clock, and keeps a log.
 
-    ``await sleep(2.0)`` in async code, ``sleep.sync(2.0)`` in a ``def``.
+    It is ``async`` only: code that must not block the event loop cannot call it from a ``def``
+    by mistake.
     """
 
     def __init__(self, clock: FakeClock | None = None) -> None:
@@ -152,9 +162,6 @@ class FakeSleep:
     async def __call__(self, seconds: float) -> None:
         self._note(seconds)
         await asyncio.sleep(0)  # still a point where other tasks may run, as a real sleep is
-
-    def sync(self, seconds: float) -> None:
-        self._note(seconds)
 
     def _note(self, seconds: float) -> None:
         if seconds < 0:
@@ -202,7 +209,7 @@ class FakeGateway:
         gateway.will(TransientError("timeout"), TransientError("timeout"), "receipt-1")
 
     An instance is raised as a fresh copy each time, so tracebacks never pile up on it.
-    ``charge`` is ``async`` like an HTTP client's call; ``charge_sync`` is its ``def`` twin.
+    ``charge`` is ``async`` like an HTTP client's call, and the only way to charge.
     """
 
     def __init__(self, script: Iterable[object] = (), timeline: Timeline | None = None) -> None:
@@ -221,9 +228,9 @@ class FakeGateway:
     async def charge(self, payment_id: str, amount_cents: int) -> object:
         """Charge once; raise or return what the script says. Yields to the loop like I/O."""
         await asyncio.sleep(0)
-        return self.charge_sync(payment_id, amount_cents)
+        return self._charge(payment_id, amount_cents)
 
-    def charge_sync(self, payment_id: str, amount_cents: int) -> object:
+    def _charge(self, payment_id: str, amount_cents: int) -> object:
         number = len(self.calls) + 1
         self.timeline.record(CHARGE_ATTEMPTED, f"{payment_id}, {amount_cents} cents, call {number}")
         self._position += 1

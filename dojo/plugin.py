@@ -152,7 +152,11 @@ def _timeline() -> Iterator[Timeline]:
 
 @pytest.fixture(name="outbox")
 def _outbox(timeline: Timeline) -> FakeOutbox:
-    """A fake mail server that records each email on the timeline."""
+    """A fake mail server with a blocking ``send``, recording each email on the timeline.
+
+    A kata whose code sends from ``async def`` overrides this fixture with
+    :class:`~dojo.fakes.AsyncFakeOutbox`, so each kata's fake offers only the call it should use.
+    """
     return FakeOutbox(timeline)
 
 

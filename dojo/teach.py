@@ -7,10 +7,11 @@ message built here. Kept plain text: it must read well with and without colour.
 from __future__ import annotations
 
 import json
+import re
 import traceback
 import types
 from http import HTTPStatus
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -54,6 +55,76 @@ def expect_json(response: object, body: object, *, revisit: str, expected: str |
         return
     wanted = expected or json.dumps(body)
     raise AssertionError(lesson(expected=wanted, got=text[:300] or "(an empty body)", revisit=revisit))
+
+
+def expect_type(
+    value: object,
+    *types: type,
+    what: str,
+    revisit: str,
+    items: tuple[type, ...] | None = None,
+) -> Any:
+    """Return ``value`` if its type is exactly one of ``types``; otherwise fail with a lesson.
+
+    Use it on every value the learner's code returns, before comparing it: a subclass (or
+    any object) can define ``__eq__`` to agree with everything, and ``pytest.approx`` or
+    ``==`` would then pass whatever was expected. Exact types close that door (so ``True``
+    is not accepted where an ``int`` is asked: write ``int, float`` to take both numbers).
+    ``items`` checks every element of a list, tuple or set the same way.
+    """
+    __tracebackhide__ = True
+    names = " or ".join(t.__name__ for t in types)
+    if type(value) not in types:
+        raise AssertionError(
+            lesson(expected=f"{what}: a {names}", got=f"{type(value).__name__}: {_safe_repr(value)}", revisit=revisit)
+        )
+    if items is not None:
+        item_names = " or ".join(t.__name__ for t in items)
+        for position, item in enumerate(value):  # type: ignore[attr-defined]
+            if type(item) not in items:
+                raise AssertionError(
+                    lesson(
+                        expected=f"{what}: every item a {item_names}",
+                        got=f"item {position} is a {type(item).__name__}: {_safe_repr(item)}",
+                        revisit=revisit,
+                    )
+                )
+    return value
+
+
+def _safe_repr(value: object) -> str:
+    """``repr`` of a value the learner's code made, which may itself raise or lie."""
+    try:
+        text = object.__repr__(value) if type(value).__repr__ is not object.__repr__ else repr(value)
+        if type(value) in (int, float, str, bool, list, tuple, dict, set, type(None)):
+            text = repr(value)
+    except Exception:  # noqa: BLE001 - any repr may fail; the type name still teaches
+        return f"<a {type(value).__name__}>"
+    return text[:200]
+
+
+# What a failure message's ``revisit`` must look like: the task, the idea in prose, and the
+# README section that explains it. The code of a fix lives in the hints, never here.
+REVISIT = re.compile(r"^task (?P<task>\d+): (?P<idea>\S.*) \(README: (?P<section>[^()]+)\)$", re.DOTALL)
+_HOW = (
+    r"\w\("  # a call
+    r"|[=<>]=|(?<![<>!=])=(?!=)"  # an assignment, keyword argument or comparison
+    r"|[A-Za-z_]\w*\.[A-Za-z_]"  # attribute access
+    r"|\[|\]|->|\blambda\b"  # indexing, a list, an annotation, a lambda
+)
+_CODE = re.compile(_HOW)
+_NAMED_CODE = re.compile(_HOW + r"|`|\b[a-z]+_[a-z0-9_]+\b")  # also code spans and snake_case names
+
+
+def code_in(text: str, *, names_allowed: bool = False) -> list[str]:
+    """The fragments of ``text`` that read as code; an empty list when it is prose.
+
+    A failure's ``revisit`` must be prose: no code spans and no identifiers either. A stub's
+    TODO may name the contract (a function, a field, in backticks: ``names_allowed``) but
+    not dictate how to build it: no calls, assignments, attribute access or indexing.
+    """
+    pattern = _CODE if names_allowed else _NAMED_CODE
+    return [match.group(0) for match in pattern.finditer(text)]
 
 
 def _indent(text: str) -> str:

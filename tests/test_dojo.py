@@ -22,6 +22,7 @@ from dojo.fakes import (
     EMAIL_BLOCKED_LOOP,
     EMAIL_SENT,
     EMAIL_STARTED,
+    AsyncFakeOutbox,
     BackgroundGate,
     FakeClock,
     FakeGateway,
@@ -278,7 +279,7 @@ async def test_a_held_outbox_never_blocks_the_event_loop_thread():
 
 async def test_an_async_send_waits_for_release_without_blocking_the_loop():
     """asend() yields to the loop while held."""
-    outbox = FakeOutbox()
+    outbox = AsyncFakeOutbox()
     outbox.hold()
     sending = asyncio.ensure_future(outbox.asend("a@example.com", "s", "b"))
     await outbox.timeline.wait_for(EMAIL_STARTED)
@@ -297,13 +298,24 @@ def test_a_failing_outbox_raises_and_records():
     assert outbox.timeline.names()[-1] == "email failed" and len(outbox) == 0
 
 
+def test_each_fake_outbox_offers_one_way_to_send():
+    """Code that calls the blocking send where the async one is wanted (or the reverse) fails, it does not pass."""
+    assert hasattr(FakeOutbox(), "send") and not hasattr(FakeOutbox(), "asend")
+    assert hasattr(AsyncFakeOutbox(), "asend") and not hasattr(AsyncFakeOutbox(), "send")
+
+
+def test_the_fake_sleep_and_gateway_are_async_only():
+    """A def-style sleep or charge would let blocking code pass a spec about the event loop."""
+    assert not hasattr(FakeSleep(), "sync") and not hasattr(FakeGateway(), "charge_sync")
+
+
 async def test_the_fake_sleep_moves_the_fake_clock_and_keeps_a_log():
     """Sleeping is instant, yet the clock and the log move as if time passed."""
     clock = FakeClock()
     sleep = FakeSleep(clock)
     start, mono = clock.now(), clock.monotonic()
     await sleep(1.5)
-    sleep.sync(0.5)
+    await sleep(0.5)
     assert sleep.calls == [1.5, 0.5] and sleep.total == 2.0
     assert (clock.now() - start).total_seconds() == 2.0 and clock.monotonic() - mono == 2.0
     with pytest.raises(ValueError):
@@ -315,7 +327,7 @@ async def test_the_fake_gateway_follows_its_script_and_repeats_the_last_outcome(
     gateway = FakeGateway([TimeoutError("slow"), "receipt-A", ConnectionError])
     with pytest.raises(TimeoutError, match="slow") as first:
         await gateway.charge("pay_1", 1250)
-    assert gateway.charge_sync("pay_1", 1250) == "receipt-A"
+    assert await gateway.charge("pay_1", 1250) == "receipt-A"
     for _ in range(2):
         with pytest.raises(ConnectionError, match="scripted failure of charge"):
             await gateway.charge("pay_1", 1250)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dojo.fakes import CHARGE_ATTEMPTED, FakeClock, FakeGateway, FakeOutbox, FakeSleep
+from dojo.fakes import CHARGE_ATTEMPTED, AsyncFakeOutbox, FakeClock, FakeGateway, FakeSleep
 from dojo.impl import kata_module
 from dojo.teach import expect_json, expect_status, lesson
 from dojo.timeline import RESPONSE_COMPLETE, Timeline
@@ -38,8 +38,14 @@ RESET = "connection reset by peer"
 DECLINE = "card declined: insufficient funds"
 
 
+@pytest.fixture(name="outbox")
+def _outbox(timeline) -> AsyncFakeOutbox:
+    """This kata's code sends from async code: its fake mail server offers only ``await asend``."""
+    return AsyncFakeOutbox(timeline)
+
+
 @pytest.fixture(name="app")
-def _app(gateway: FakeGateway, outbox: FakeOutbox, sleep: FakeSleep):
+def _app(gateway: FakeGateway, outbox: AsyncFakeOutbox, sleep: FakeSleep):
     """The kata's app with fakes: scripted gateway, outbox, instant sleep, fixed dice, its own policy."""
     return payments.create_app(gateway, outbox, sleep=sleep, rng=always(0.5), policy=app_policy())
 
@@ -369,7 +375,7 @@ scripts = st.tuples(st.integers(0, 8), st.sampled_from(["approved", "declined", 
 @given(steps=scripts, max_attempts=st.integers(1, 6))
 async def test_property_attempts_are_the_first_final_answer_plus_one_capped_at_max_attempts(steps, max_attempts):
     """For any script: charges == min(first approve or decline + 1, max_attempts); one email iff no receipt."""
-    gateway, outbox, sleep = FakeGateway(scripted(steps)), FakeOutbox(), FakeSleep(FakeClock())
+    gateway, outbox, sleep = FakeGateway(scripted(steps)), AsyncFakeOutbox(), FakeSleep(FakeClock())
     result = await pay(gateway, outbox, sleep, max_attempts=max_attempts)
     final = next((n for n, step in enumerate(steps) if step != "transient"), None)
     expected = max_attempts if final is None else min(final + 1, max_attempts)
@@ -390,7 +396,7 @@ async def test_property_attempts_are_the_first_final_answer_plus_one_capped_at_m
 @given(steps=scripts, p=policies(), rng=st.randoms(use_true_random=False))
 async def test_property_one_wait_between_attempts_and_each_within_its_bounds(steps, p, rng):
     """For any script, policy and dice: sleeps == charges - 1, and wait i lies in [capped(i), capped(i) + jitter]."""
-    gateway, outbox, sleep = FakeGateway(scripted(steps)), FakeOutbox(), FakeSleep(FakeClock())
+    gateway, outbox, sleep = FakeGateway(scripted(steps)), AsyncFakeOutbox(), FakeSleep(FakeClock())
     await payments.process_payment(
         payments.Payment(**PAYMENT), gateway=gateway, mailer=outbox, sleep=sleep, rng=rng.random, policy=p
     )
@@ -483,7 +489,7 @@ async def test_the_charge_happens_after_the_response_is_complete(app, gateway: F
 
 @pytest.mark.task(4)
 async def test_a_failing_payment_is_retried_and_reported_in_the_background_after_the_202(
-    app, gateway: FakeGateway, outbox: FakeOutbox, sleep: FakeSleep, timeline: Timeline
+    app, gateway: FakeGateway, outbox: AsyncFakeOutbox, sleep: FakeSleep, timeline: Timeline
 ):
     """Timeouts only: the 202 goes out first; then the app's policy: four charges, three waits, one failure email."""
     gateway.will(transient(TIMEOUT))
