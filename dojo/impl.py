@@ -85,6 +85,7 @@ class Mutant:
     description: str
     replacements: tuple[Replacement, ...]
     path: Path
+    task: int | None = None  # the README task whose spec must be the first to reject it
 
     @property
     def spec(self) -> str:
@@ -121,12 +122,16 @@ def load_mutant(path: Path) -> Mutant:
         raise ImplError(f"{path}: a mutant needs 'description' and [[replace]] entries with file, old, new") from error
     if not replacements:
         raise ImplError(f"{path}: a mutant needs at least one [[replace]] entry")
+    task = data.get("task")
+    if task is not None and (type(task) is not int or task < 1):
+        raise ImplError(f"{path}: 'task' is the number of the README task that teaches this mistake")
     return Mutant(
         slug=path.parent.name,
         name=path.stem,
         description=description,
         replacements=replacements,
         path=path,
+        task=task,
     )
 
 

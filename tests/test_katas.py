@@ -6,6 +6,8 @@ learner's clone whatever the learner has done to ``katas/``.
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from dojo import impl, manifest
@@ -35,12 +37,33 @@ def test_every_spec_passes_on_the_solution(kata, run_specs):
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda mutant: f"{mutant.slug}/{mutant.name}")
-def test_every_mutant_is_rejected_by_at_least_one_spec(mutant, run_specs, record_property):
-    """Each wrong version we know of fails some spec, and we say which."""
-    run = run_specs(manifest.load().get(mutant.slug), mutant.spec)
-    assert run.failed or run.errors, (
+def test_every_mutant_is_rejected_first_by_a_spec_of_the_task_that_teaches_it(mutant, run_specs, record_property):
+    """Each wrong version we know of fails some spec, the first of them (file order) in the mistake's task."""
+    assert mutant.task is not None, f"{mutant.path}: say which task teaches this mistake (`task = N`)"
+    kata = manifest.load().get(mutant.slug)
+    run = run_specs(kata, mutant.spec)
+    rejected = run.failed + run.errors
+    assert rejected, (
         f"mutant {mutant.slug}/{mutant.name} survives every spec ({run.summary()}):\n"
         f"  {mutant.description}\nAdd a spec that rejects it."
     )
+    first = rejected[0].split("[", 1)[0].split(" ", 1)[0]
+    got = spec_tasks(kata).get(first)
+    assert got == mutant.task, (
+        f"mutant {mutant.slug}/{mutant.name} (a task {mutant.task} mistake) is first rejected by {rejected[0]}, "
+        f"a spec of task {got}: a learner making this mistake would be sent to the wrong task"
+    )
     record_property("mutant", f"{mutant.slug}/{mutant.name}")
     record_property("rejected_by", ", ".join(run.failed + run.errors))
+
+
+def spec_tasks(kata: manifest.Kata) -> dict[str, int]:
+    """Each spec function of a kata -> the task its ``@pytest.mark.task(N)`` names."""
+    tasks = {}
+    for node in ast.walk(ast.parse(kata.spec_path.read_text(encoding="utf-8"))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.mark.task":
+                tasks[node.name] = decorator.args[0].value
+    return tasks
