@@ -220,3 +220,33 @@ def test_every_kata_can_be_served_with_the_demo_collaborators(kata, tmp_path):
     for root in (tmp_path, SOLUTIONS_DIR):
         built = demo.build_app(getattr(impl.import_kata_module(root, kata.slug, module), factory))
         assert callable(built), f"{kata.slug}: {kata.serve} did not return an ASGI app"
+
+
+def _fixtures(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--fixtures", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_a_learners_run_does_not_load_the_checks_own_plugin():
+    """pytester serves tests/ only: `pytest katas/<slug>` runs without it."""
+    spec = str(KATAS[0].spec_path.relative_to(REPO_ROOT))
+    assert not re.search(r"^pytester\b", _fixtures(spec), re.MULTILINE), "a learner's run loads pytester"
+    assert re.search(r"^pytester\b", _fixtures("tests/test_repository.py"), re.MULTILINE)
+
+
+def test_the_licence_pyproject_names_ships():
+    """pyproject.toml says MIT: the MIT licence text is at the top, and comments cite only shipped files."""
+    text = (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License") and "The Background Task Katas authors" in text
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = "MIT"' in pyproject
+    for name in re.findall(r"\b([A-Z][A-Z_]+\.md)\b", pyproject):
+        assert (REPO_ROOT / name).is_file(), f"pyproject.toml cites {name}, which the repository does not ship"
