@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -34,6 +35,7 @@ TOP_LEVEL = {
     ".gitignore",
     ".python-version",
     "LICENSE",
+    "requirements.txt",
 }
 
 
@@ -250,3 +252,25 @@ def test_the_licence_pyproject_names_ships():
     assert 'license = "MIT"' in pyproject
     for name in re.findall(r"\b([A-Z][A-Z_]+\.md)\b", pyproject):
         assert (REPO_ROOT / name).is_file(), f"pyproject.toml cites {name}, which the repository does not ship"
+
+
+EXPORT = ("export", "--format", "requirements-txt", "--no-hashes", "--group", "dev", "--frozen")
+
+
+def test_requirements_txt_pins_what_uv_lock_pins(tmp_path):
+    """The pip path installs the lock's versions: requirements.txt is `uv export` of uv.lock, current."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        if os.environ.get("KATAS_MAINTAINER") == "1":
+            pytest.fail("uv is needed to check requirements.txt against uv.lock")
+        pytest.skip("uv is not installed: requirements.txt is checked where it is (CI)")
+    exported = tmp_path / "requirements.txt"
+    subprocess.run([uv, *EXPORT, "-o", str(exported)], cwd=REPO_ROOT, capture_output=True, check=True, timeout=120)
+
+    def pins(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]  # the header names the output path
+
+    shipped = (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert pins(shipped) == pins(exported.read_text(encoding="utf-8")), (
+        f"requirements.txt is not current with uv.lock: run `uv {' '.join(EXPORT)} -o requirements.txt`"
+    )
