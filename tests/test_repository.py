@@ -200,6 +200,29 @@ def test_every_kata_says_what_it_teaches_and_the_readme_lists_it():
     assert maintain.readme_with_table(manifest.load(), text) == text, "run `uv run python -m dojo.maintain`"
 
 
+def test_the_readme_promises_only_the_katas_that_exist_and_marks_the_rest_coming():
+    """Its opening lines and table say which katas are ready and which are only planned (dojo/coming.toml)."""
+    coming = maintain.load_coming()
+    assert not maintain.coming_problems(manifest.load(), coming)
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert maintain.readme_with_topics(manifest.load(), coming, text) == text, "run `uv run python -m dojo.maintain`"
+    opening = text[: text.index(maintain.TOPICS_END)]
+    ready, _, planned = opening.partition("**Coming**")
+    for entry in coming:
+        title = entry.title[:1].lower() + entry.title[1:]
+        assert title in planned and title not in ready, f"kata {entry.order} is not marked as coming"
+
+
+def test_the_readme_describes_what_the_command_line_does():
+    """The states `kata list` shows, and the pip path's pinned install, as the code has them."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `uv run kata list`"))
+    for state in ("done", "changed since done", "current", "started", "not started"):
+        assert f"**{state}**" in row, f"the README's `kata list` row does not say what {state!r} means"
+    assert "edited its stub or asked for one of its hints" in row
+    assert "python -m pip install -r requirements.txt" in text
+
+
 def test_maintain_check_agrees():
     """`python -m dojo.maintain --check` finds the READMEs current (the stubs' ids are judged above)."""
     result = subprocess.run(
