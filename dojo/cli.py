@@ -1,16 +1,18 @@
 """``kata``: the learner's command line.
 
-    uv run kata                 where you are: progress, the current kata's specs, the first failure
-    uv run kata list            every kata and its state
-    uv run kata watch           rerun the current kata's specs on every save (Enter reruns too)
-    uv run kata hint [KATA]     the next hint for the task you are on
-    uv run kata reset KATA      put a kata's stub back as shipped (asks first); --all for every kata
-    uv run kata solution KATA   the reference solution and how yours differs, once your kata is green
-    uv run kata serve KATA      run the kata's app (your code) on http://127.0.0.1:8000
-    uv run kata grade ...       grading, for instructors (dojo.grade)
+    kata                        where you are: progress, the current kata's specs, the first failure
+    kata KATA                   the same for the kata named
+    kata list                   every kata and its state
+    kata watch [KATA]           rerun a kata's specs on every save; keys h hint, l list, r rerun, q quit
+    kata hint [KATA] [--task N] the next hint for task N, or for the task you are on
+    kata reset KATA             put a kata's stub back as shipped (asks first); --all for every kata
+    kata solution KATA          the reference solution and how your code differs, once your kata is green
+    kata serve KATA             run the kata's app (your code) on http://127.0.0.1:8000, docs included
+    kata grade ...              grading, for instructors (dojo.grade)
 
-Everything comes from the manifest (:mod:`dojo.manifest`); progress is kept in the
-plain-text ``.kata-progress`` (:mod:`dojo.progress`).
+Under uv each is ``uv run kata ...``; the messages say the commands as they were
+installed (:func:`command`). Everything comes from the manifest (:mod:`dojo.manifest`);
+progress is kept in the plain-text ``.kata-progress`` (:mod:`dojo.progress`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ real sleep. Parameters with a default and no demo keep their default.
 
 A new kata whose factory needs another collaborator adds a builder here, under the
 parameter's name; nothing in the command line changes.
+
+The app is then served wrapped in :class:`ServedApp`: its docs page from files on this
+machine, and its exceptions as 500s that say what and where.
 """
 
 from __future__ import annotations
