@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import difflib
 import importlib
+import ipaddress
 import os
 import queue
 import re
@@ -473,7 +474,7 @@ def cmd_solution(args: argparse.Namespace, ui: Output) -> int:
     if task is not None:
         raise CliError(
             f"{_kata_label(kata)} is not green yet (task {task} fails): the solution opens once it is. "
-            f"`{command()}` shows the failure; `{command('hint')}` helps.",
+            f"`{command(f'k{kata.order:02d}')}` shows the failure; `{command('hint', f'k{kata.order:02d}')}` helps.",
             code=1,
         )
     for name in kata.module_files:
@@ -595,12 +596,15 @@ def cmd_serve(args: argparse.Namespace, ui: Output) -> int:
 
     sock = _listen(args.host, args.port)
     host = sock.getsockname()[0]
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:  # listening everywhere: this machine calls it on loopback
+        host = "127.0.0.1" if address.version == 4 else "::1"
     url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
     ui.line(ui.style(f"Serving {_kata_label(kata)} (your code in {path}) at {url}", "bold"))
     docs = getattr(app, "docs_url", None)
     if docs:
         ui.line(f"  interactive docs: {ui.style(url + docs, 'cyan', 'bold')} (each call shows how long it took)")
-    if host not in {"127.0.0.1", "::1"}:
+    if not address.is_loopback:
         ui.line(
             ui.style(f"  {args.host} may be reachable from other machines: this is a demo, not a server.", "yellow")
         )
