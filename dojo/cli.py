@@ -379,6 +379,10 @@ def cmd_hint(args: argparse.Namespace, ui: Output) -> int:
     """The next hint of a task: ``--task N``, or the task of the first failing spec."""
     progress = _load_progress()
     kata = _find(args.kata) if args.kata else progress.current()
+    if kata is None and args.task is not None:
+        raise CliError(
+            f"every kata is green: name the kata, as in `{command('hint', 'k01', '--task', str(args.task))}`"
+        )
     if kata is None:
         _all_done(ui)
         return 0
