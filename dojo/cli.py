@@ -1,16 +1,18 @@
 """``kata``: the learner's command line.
 
-    uv run kata                 where you are: progress, the current kata's specs, the first failure
-    uv run kata list            every kata and its state
-    uv run kata watch           rerun the current kata's specs on every save (Enter reruns too)
-    uv run kata hint [KATA]     the next hint for the task you are on
-    uv run kata reset KATA      put a kata's stub back as shipped (asks first); --all for every kata
-    uv run kata solution KATA   the reference solution and how yours differs, once your kata is green
-    uv run kata serve KATA      run the kata's app (your code) on http://127.0.0.1:8000
-    uv run kata grade ...       grading, for instructors (dojo.grade)
+    kata                        where you are: progress, the current kata's specs, the first failure
+    kata KATA                   the same for the kata named
+    kata list                   every kata and its state
+    kata watch [KATA]           rerun a kata's specs on every save; keys h hint, l list, r rerun, q quit
+    kata hint [KATA] [--task N] the next hint for task N, or for the task you are on
+    kata reset KATA             put a kata's stub back as shipped (asks first); --all for every kata
+    kata solution KATA          the reference solution and how your code differs, once your kata is green
+    kata serve KATA             run the kata's app (your code) on http://127.0.0.1:8000, docs included
+    kata grade ...              grading, for instructors (dojo.grade)
 
-Everything comes from the manifest (:mod:`dojo.manifest`); progress is kept in the
-plain-text ``.kata-progress`` (:mod:`dojo.progress`).
+Under uv each is ``uv run kata ...``; the messages say the commands as they were
+installed (:func:`command`). Everything comes from the manifest (:mod:`dojo.manifest`);
+progress is kept in the plain-text ``.kata-progress`` (:mod:`dojo.progress`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ import argparse
 import contextlib
 import difflib
 import importlib
+import ipaddress
 import os
 import queue
+import re
 import signal
+import socket
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
@@ -37,7 +43,21 @@ if TYPE_CHECKING:
     from dojo.runner import ForkServer, Spawner, SpecResult, Verdict
 
 PROG = "kata"
-RUN = "uv run kata"  # how the README tells learners to call us
+
+
+def installed_with_uv() -> bool:
+    """Were we started by ``uv run``? uv sets ``UV`` (its own path) for what it runs."""
+    return bool(os.environ.get("UV"))
+
+
+def command(*words: str) -> str:
+    """How to type ``kata WORDS`` here: ``uv run kata ...`` under uv, plain ``kata ...`` in a venv (pip)."""
+    return " ".join(("uv run", PROG, *words) if installed_with_uv() else (PROG, *words))
+
+
+def pytest_command(*words: str) -> str:
+    """How to type ``pytest WORDS`` here (see :func:`command`)."""
+    return " ".join(("uv run", "pytest", *words) if installed_with_uv() else ("pytest", *words))
 
 
 class CliError(Exception):
@@ -123,6 +143,19 @@ def _kata_label(kata: _manifest.Kata) -> str:
     return f"k{kata.order:02d} {kata.title}"
 
 
+_IMPORT_ERROR_AT = re.compile(r"^\s*file: (?P<path>.+?):(?P<line>\d+)\s*$", re.MULTILINE)
+
+
+def _failure_location(kata: _manifest.Kata, verdict: Verdict) -> str:
+    """Where to edit: the line a module that does not import fails at, else the failing task's TODO."""
+    failure = verdict.first_failure
+    if failure is None:
+        return _todo_location(kata, None)
+    if failure.message.startswith("CANNOT IMPORT") and (found := _IMPORT_ERROR_AT.search(failure.message)):
+        return f"{_relative(Path(found['path']))}:{found['line']}"
+    return _todo_location(kata, failure.task)
+
+
 def _todo_location(kata: _manifest.Kata, task: int | None) -> str:
     """``katas/kNN/module.py:LINE`` of the task's TODO in the learner's stub, or the first stub file."""
     if task is not None:
@@ -174,7 +207,8 @@ def render_verdict(ui: Output, kata: _manifest.Kata, verdict: Verdict) -> None:
     ui.line()
     if failure.message.startswith("CANNOT IMPORT"):
         ui.line(ui.style("Your code does not import, so every spec fails:", "red", "bold"))
-        ui.line(f"  (`{RUN} reset k{kata.order:02d}` puts the stub back as shipped, if you want to start over.)")
+        reset = command("reset", f"k{kata.order:02d}")
+        ui.line(f"  (`{reset}` puts the stub back as shipped, if you want to start over.)")
     else:
         ui.line(ui.style(f"First failure, {task}{title}:", "red", "bold"))
         ui.line("  " + ui.style(_spec_title(failure.name), "bold"))
@@ -186,33 +220,39 @@ def render_verdict(ui: Output, kata: _manifest.Kata, verdict: Verdict) -> None:
         ui.line(f"    {styled}")
 
 
-def _next_steps(ui: Output, kata: _manifest.Kata, verdict: Verdict, progress: Progress) -> None:
+def _next_steps(ui: Output, kata: _manifest.Kata, verdict: Verdict, progress: Progress, named: bool = False) -> None:
+    """What to do next; ``named``: the learner named this kata, so the commands name it too."""
+    name = [f"k{kata.order:02d}"] if named else []
     failure = verdict.first_failure
-    task = failure.task if failure else None
+    task = failure.task if failure and not failure.message.startswith("CANNOT IMPORT") else None
     ui.line()
     ui.line(
-        ui.style("Next:", "cyan", "bold") + f" edit {_todo_location(kata, task)}" + (f" (task {task})" if task else "")
+        ui.style("Next:", "cyan", "bold")
+        + f" edit {_failure_location(kata, verdict)}"
+        + (f" (task {task})" if task else "")
     )
-    ui.line(f"  {RUN}          run the specs again")
-    ui.line(f"  {RUN} watch    rerun them each time you save")
+    width = len(command("watch", *name)) + 2
+    ui.line(f"  {command(*name):<{width}} run the specs again")
+    ui.line(f"  {command('watch', *name):<{width}} rerun them each time you save")
     if task is not None:
         shown = progress.katas[kata.slug].hints.get(task, 0) if kata.slug in progress.katas else 0
-        ui.line(f"  {RUN} hint     a hint for task {task} ({shown} of {len(kata.task(task).hints)} shown)")
+        hints = len(kata.task(task).hints)
+        ui.line(f"  {command('hint', *name):<{width}} a hint for task {task} ({shown} of {hints} shown)")
 
 
 def _progress_line(ui: Output, progress: Progress) -> None:
     katas = _manifest.load()
-    done = sum(1 for kata in katas if progress.is_done(kata.slug))
+    done = progress.done_count()
     ui.line(f"{ui.style('Background Task Katas', 'bold')}  {_bar(done, len(katas))}  {done}/{len(katas)} katas done")
 
 
 def _all_done(ui: Output) -> None:
-    ui.line(ui.style(f"Every kata is green. Well done! (`{RUN} list` shows them all.)", "green", "bold"))
+    ui.line(ui.style(f"Every kata is green. Well done! (`{command('list')}` shows them all.)", "green", "bold"))
 
 
 def _green(ui: Output, kata: _manifest.Kata, verdict: Verdict) -> None:
     ui.line(ui.style(f"✓ {_kata_label(kata)} is green: all {len(verdict.specs)} specs pass.", "green", "bold"))
-    ui.line(f"  Compare with the reference solution: {RUN} solution k{kata.order:02d}")
+    ui.line(f"  Compare with the reference solution: {command('solution', f'k{kata.order:02d}')}")
 
 
 # --------------------------------------------------------------------------- commands
@@ -241,26 +281,39 @@ def _check_runnable(kata: _manifest.Kata) -> None:
         raise CliError(f"{spec} is missing: put it back with `git checkout -- {spec}`")
 
 
-def cmd_status(_args: argparse.Namespace, ui: Output) -> int:
-    """The bare command: progress, the current kata's verdict, what to do next."""
+def _run_and_show(ui: Output, progress: Progress, kata: _manifest.Kata) -> Verdict:
+    """Run ``kata``'s specs afresh, show the verdict, and note it in the progress file."""
     from dojo.runner import run_fresh
 
+    _check_runnable(kata)
+    ui.line()
+    if progress.is_done(kata.slug) and not progress.green_now(kata):
+        ui.line(ui.style(f"{_kata_label(kata)} changed since it went green: its specs run again.", "yellow"))
+    verdict = run_fresh(kata.slug)
+    render_verdict(ui, kata, verdict)
+    _record(progress, kata, verdict)
+    return verdict
+
+
+def cmd_status(args: argparse.Namespace, ui: Output) -> int:
+    """The bare command: progress, the current (or named) kata's verdict, what to do next."""
     progress = _load_progress()
     _progress_line(ui, progress)
-    changed = [kata for kata in _manifest.load() if progress.is_done(kata.slug) and not progress.green_now(kata)]
-    for kata in changed:
-        ui.line(
-            ui.style(f"  {_kata_label(kata)} changed since it went green", "yellow")
-            + f": `uv run pytest {_relative(kata.folder)}` checks it"
-        )
-    while (kata := progress.current()) is not None:
-        _check_runnable(kata)
-        ui.line()
-        verdict = run_fresh(kata.slug)
-        render_verdict(ui, kata, verdict)
+    if getattr(args, "kata", None):
+        kata = _find(args.kata)
+        verdict = _run_and_show(ui, progress, kata)
         if verdict.problem:
             return 2
-        _record(progress, kata, verdict)
+        if not verdict.green:
+            _next_steps(ui, kata, verdict, progress, named=True)
+            return 1
+        _green(ui, kata, verdict)
+        _progress_line(ui, progress)
+        return 0
+    while (kata := progress.current()) is not None:
+        verdict = _run_and_show(ui, progress, kata)
+        if verdict.problem:
+            return 2
         if not verdict.green:
             _next_steps(ui, kata, verdict, progress)
             return 1
@@ -288,7 +341,7 @@ def cmd_list(_args: argparse.Namespace, ui: Output) -> int:
         ui.line(f"  {kata.order:>2}  {kata.slug:<{width}}  {shown}  {kata.title}")
     if current is not None:
         ui.line()
-        ui.line(f"Current: {_kata_label(current)}. `{RUN}` runs its specs.")
+        ui.line(f"Current: {_kata_label(current)}. `{command()}` runs its specs.")
     return 0
 
 
@@ -323,16 +376,35 @@ def _first_failing_task(progress: Progress, kata: _manifest.Kata) -> tuple[int |
 
 
 def cmd_hint(args: argparse.Namespace, ui: Output) -> int:
-    """The next hint of the task the learner is on (the task of the first failing spec)."""
+    """The next hint of a task: ``--task N``, or the task of the first failing spec."""
     progress = _load_progress()
     kata = _find(args.kata) if args.kata else progress.current()
+    if kata is None and args.task is not None:
+        raise CliError(
+            f"every kata is green: name the kata, as in `{command('hint', 'k01', '--task', str(args.task))}`"
+        )
     if kata is None:
         _all_done(ui)
         return 0
+    if args.task is not None:
+        if args.task not in {task.number for task in kata.tasks}:
+            numbers = ", ".join(str(task.number) for task in kata.tasks)
+            raise CliError(f"{kata.slug} has no task {args.task}; its tasks are {numbers}")
+        again = command("hint", f"k{kata.order:02d}", "--task", str(args.task))
+        show_hint(ui, progress, kata, args.task, f"`{again}` again")
+        return 0
     number, _ = _first_failing_task(progress, kata)
     if number is None:
-        ui.line(f"{_kata_label(kata)} is green: no hint needed. `{RUN} solution k{kata.order:02d}` shows ours.")
+        ui.line(
+            f"{_kata_label(kata)} is green: no hint needed. `{command('solution', f'k{kata.order:02d}')}` shows ours."
+        )
         return 0
+    show_hint(ui, progress, kata, number, f"`{command('hint', *([args.kata] if args.kata else []))}` again")
+    return 0
+
+
+def show_hint(ui: Output, progress: Progress, kata: _manifest.Kata, number: int, again: str) -> None:
+    """Reveal the next hint of task ``number`` (all shown so far, the newest bright); save the count."""
     task = kata.task(number)
     entry = progress.of(kata.slug)
     shown = entry.hints.get(number, 0)
@@ -353,8 +425,7 @@ def cmd_hint(args: argparse.Namespace, ui: Output) -> int:
         ui.line(f"That was every hint for task {number}; they are also at the end of {readme}.")
     elif shown < len(task.hints):
         left = len(task.hints) - shown
-        ui.line(f"({left} more hint{'s' if left != 1 else ''} for this task: `{RUN} hint` again)")
-    return 0
+        ui.line(f"({left} more hint{'s' if left != 1 else ''} for this task: {again})")
 
 
 def _confirm(ui: Output, question: str) -> bool:
@@ -371,7 +442,7 @@ def cmd_reset(args: argparse.Namespace, ui: Output) -> int:
     from dojo.impl import ImplError, shipped_source
 
     if bool(args.kata) == bool(args.all):
-        raise CliError(f"say which kata to reset (`{RUN} reset k01`), or `{RUN} reset --all`")
+        raise CliError(f"say which kata to reset (`{command('reset', 'k01')}`), or `{command('reset', '--all')}`")
     katas = list(_manifest.load()) if args.all else [_find(args.kata)]
     files = [_relative(kata.folder / name) for kata in katas for name in kata.module_files]
     what = "every kata's stub" if args.all else ", ".join(files)
@@ -407,7 +478,7 @@ def cmd_solution(args: argparse.Namespace, ui: Output) -> int:
     if task is not None:
         raise CliError(
             f"{_kata_label(kata)} is not green yet (task {task} fails): the solution opens once it is. "
-            f"`{RUN}` shows the failure; `{RUN} hint` helps.",
+            f"`{command(f'k{kata.order:02d}')}` shows the failure; `{command('hint', f'k{kata.order:02d}')}` helps.",
             code=1,
         )
     for name in kata.module_files:
@@ -418,30 +489,90 @@ def cmd_solution(args: argparse.Namespace, ui: Output) -> int:
         for line in text.splitlines():
             ui.line(f"  {line}")
         ui.line()
-        ours = mine.read_text(encoding="utf-8").splitlines() if mine.is_file() else []
-        diff = list(difflib.unified_diff(ours, text.splitlines(), _relative(mine), _relative(solution), lineterm=""))
+        ours = mine.read_text(encoding="utf-8") if mine.is_file() else ""
+        diff = code_diff(ours, text, _relative(mine), _relative(solution))
         if not diff:
-            ui.line(ui.style(f"Your {name} is the solution, line for line.", "green"))
+            ui.line(
+                ui.style(f"Your {name} is the solution's code, line for line (comments and docstrings aside).", "green")
+            )
             continue
-        ui.line(ui.style(f"── from your {name} to the solution:", "bold"))
+        ui.line(
+            ui.style(
+                f"── from your {name} to the solution, code only (comments, docstrings, blank lines left out):", "bold"
+            )
+        )
         for line in diff:
             color = (
-                "green"
-                if line.startswith("+")
-                else "red"
-                if line.startswith("-")
-                else "cyan"
-                if line[:2] == "@@"
-                else ""
+                {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+                if line[:4] not in {"--- ", "+++ "}
+                else "bold"
             )
             ui.line(ui.style(line, color) if color else line)
     return 0
 
 
+def code_lines(source: str) -> list[tuple[int, str]]:
+    """``(line number, text)`` of each line of code in ``source``: no comments, docstrings or blank lines.
+
+    Source that does not parse is kept whole: there is nothing to tell code from prose by.
+    """
+    import ast
+    import io
+    import tokenize
+
+    lines = source.splitlines()
+    try:
+        tree = ast.parse(source)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (SyntaxError, tokenize.TokenError, ValueError):
+        return [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    prose: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                prose.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    comment_at = {token.start[0]: token.start[1] for token in tokens if token.type == tokenize.COMMENT}
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if number in prose:
+            continue
+        code = line[: comment_at[number]] if number in comment_at else line
+        if code.strip():
+            kept.append((number, code.rstrip()))
+    return kept
+
+
+def code_diff(mine: str, theirs: str, mine_name: str, theirs_name: str) -> list[str]:
+    """A unified diff of the code of two sources (see :func:`code_lines`); hunks name the real line numbers."""
+    ours, reference = code_lines(mine), code_lines(theirs)
+    matcher = difflib.SequenceMatcher(None, [text for _, text in ours], [text for _, text in reference], autojunk=False)
+    diff: list[str] = []
+    for group in matcher.get_grouped_opcodes(2):
+        if not diff:
+            diff = [f"--- {mine_name} (yours)", f"+++ {theirs_name}"]
+        first, last = group[0], group[-1]
+        where = []
+        if first[1] < last[2]:
+            where.append(f"your line {ours[first[1]][0]}")
+        if first[3] < last[4]:
+            where.append(f"solution line {reference[first[3]][0]}")
+        diff.append(f"@@ {', '.join(where)} @@")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                diff.extend(f" {text}" for _, text in ours[i1:i2])
+                continue
+            diff.extend(f"-{text}" for _, text in ours[i1:i2])
+            diff.extend(f"+{text}" for _, text in reference[j1:j2])
+    return diff
+
+
 def cmd_serve(args: argparse.Namespace, ui: Output) -> int:
     """Serve the kata's app, built from the learner's code and demo collaborators, with uvicorn."""
-    import socket
-
     from dojo import demo
     from dojo.impl import import_kata_module
     from dojo.timeline import describe_error
@@ -467,24 +598,48 @@ def cmd_serve(args: argparse.Namespace, ui: Output) -> int:
     except Exception as error:  # noqa: BLE001 - the learner's factory may raise anything
         raise CliError(f"{factory_name}() in {path} raised {describe_error(error)}", code=1) from None
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", args.port))
-        sock.listen(128)  # from here on a request waits in the backlog until uvicorn accepts it
-    except OSError as error:
-        sock.close()
-        raise CliError(
-            f"cannot listen on 127.0.0.1:{args.port} ({error.strerror}); try --port {args.port + 1}"
-        ) from None
-    port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    sock = _listen(args.host, args.port)
+    host = sock.getsockname()[0]
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:  # listening everywhere: this machine calls it on loopback
+        host = "127.0.0.1" if address.version == 4 else "::1"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
     ui.line(ui.style(f"Serving {_kata_label(kata)} (your code in {path}) at {url}", "bold"))
     docs = getattr(app, "docs_url", None)
     if docs:
-        ui.line(f"  interactive docs: {ui.style(url + docs, 'cyan', 'bold')}")
+        ui.line(f"  interactive docs: {ui.style(url + docs, 'cyan', 'bold')} (each call shows how long it took)")
+    if not address.is_loopback:
+        ui.line(
+            ui.style(f"  {args.host} may be reachable from other machines: this is a demo, not a server.", "yellow")
+        )
     ui.line("  Ctrl-C stops it. The demo collaborators (dojo/demo.py) print what they do here.")
-    return _run_uvicorn(app, sock, ui)
+    return _run_uvicorn(demo.ServedApp(app, on_error=_log_app_error), sock, ui)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (IPv4 or IPv6, as the host says), or a clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise CliError(f"cannot listen on {host}: {error.strerror}; the default is --host 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)  # from here on a request waits in the backlog until uvicorn accepts it
+    except OSError as error:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port} ({error.strerror}); try --port {port + 1}") from None
+    return sock
+
+
+def _log_app_error(error: BaseException) -> None:
+    """An exception in the learner's app, in the terminal: the line the browser gets too, then the traceback."""
+    import logging
+
+    from dojo.timeline import describe_error
+
+    logging.getLogger("uvicorn.error").error("%s", describe_error(error), exc_info=error)
 
 
 def _run_uvicorn(app: Any, sock: Any, ui: Output) -> int:
@@ -518,23 +673,70 @@ def _watch_files(folder: Path, events: queue.Queue[tuple[str, str]], stop: threa
         events.put(("no-events", f"{type(error).__name__}: {error}"))
 
 
-def _read_enter(events: queue.Queue[tuple[str, str]]) -> None:
-    """Put ("enter", "") on ``events`` for each line typed (the fallback where file events fail)."""
+KEYS = "h hint · l list · r or Enter rerun · q quit"
+
+
+def _read_keys(events: queue.Queue[tuple[str, str]], single: bool) -> None:
+    """Put ("key", KEY) on ``events`` for each key pressed (``single``) or each line typed.
+
+    In a terminal put in cbreak mode each key arrives alone, as rustlings reads them.
+    Where stdin is not a terminal (a pipe, an editor's console), a line is a key: its
+    first letter, or Enter alone for a rerun.
+    """
     if sys.stdin is None or sys.stdin.closed:
         return
     with contextlib.suppress(OSError, ValueError):
-        for _ in sys.stdin:
-            events.put(("enter", ""))
+        if single:
+            fd = sys.stdin.fileno()
+            while key := os.read(fd, 1).decode(errors="replace"):
+                events.put(("key", key))
+        else:
+            for line in sys.stdin:
+                events.put(("key", line.strip()[:1] or "\n"))
+
+
+@contextlib.contextmanager
+def _single_keys() -> Iterator[bool]:
+    """Cbreak mode (each key read as pressed, Ctrl-C still a signal) while stdin is a terminal.
+
+    Yields whether single keys are on; the terminal is put back as it was on the way out.
+    """
+    try:
+        import termios
+        import tty
+    except ImportError:  # Windows: lines it is
+        yield False
+        return
+    if sys.stdin is None or not sys.stdin.isatty():
+        yield False
+        return
+    fd = sys.stdin.fileno()
+    try:
+        saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+    except termios.error:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+class QuitWatching(Exception):  # noqa: N818 - a request, not an error
+    """The learner pressed q."""
 
 
 class Watcher:
-    """``kata watch``: rerun the current kata on each save (or Enter), move on when green."""
+    """``kata watch``: rerun a kata on each save (or key), move on when green."""
 
-    def __init__(self, ui: Output, runner: ForkServer | Spawner) -> None:
+    def __init__(self, ui: Output, runner: ForkServer | Spawner, single_keys: bool = False) -> None:
         self.ui = ui
         self.runner = runner
+        self.single_keys = single_keys
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
         self.stop = threading.Event()
+        self.task: int | None = None  # the task of the last verdict's first failure
 
     def run_and_show(self, kata: _manifest.Kata, reason: str) -> Verdict:
         started = time.perf_counter()
@@ -548,14 +750,14 @@ class Watcher:
         render_verdict(self.ui, kata, verdict)
         return verdict
 
-    def loop(self) -> int:
-        kata = _load_progress().current()
+    def loop(self, kata: _manifest.Kata | None = None) -> int:
+        kata = kata or _load_progress().current()
         if kata is None:
             _all_done(self.ui)
             return 0
         _check_runnable(kata)
         threading.Thread(target=_watch_files, args=(_manifest.KATAS_DIR, self.events, self.stop), daemon=True).start()
-        threading.Thread(target=_read_enter, args=(self.events,), daemon=True).start()
+        threading.Thread(target=_read_keys, args=(self.events, self.single_keys), daemon=True).start()
         reason = "first run"
         while True:
             verdict = self.run_and_show(kata, reason)
@@ -572,25 +774,62 @@ class Watcher:
                 self.ui.line(self.ui.style(f"Moving on to {_kata_label(kata)}.", "cyan", "bold"))
                 reason = "next kata"
                 continue
-            where = _todo_location(kata, verdict.first_failure.task if verdict.first_failure else None)
+            self.task = verdict.first_failure.task if verdict.first_failure else None
             self.ui.line()
             self.ui.line(
                 self.ui.style(f"Watching {_relative(kata.folder)}: ", "cyan")
-                + f"edit {where} and save; Enter reruns; `{RUN} hint` helps; Ctrl-C quits."
+                + f"edit {_failure_location(kata, verdict)} and save."
             )
-            reason = self.wait(kata)
+            self.say_keys()
+            try:
+                reason = self.wait(kata)
+            except QuitWatching:
+                self.ui.line("Stopped watching. Your progress is saved.")
+                return 0
+
+    def say_keys(self) -> None:
+        how = "" if self.single_keys else " (type the letter, then Enter)"
+        self.ui.line(self.ui.style("Keys: ", "bold") + KEYS + how + "; Ctrl-C quits too.")
+
+    def on_key(self, kata: _manifest.Kata, key: str) -> str | None:
+        """Act on one key: the reason to rerun, or ``None`` to keep waiting."""
+        key = key.lower()
+        if key in {"\n", "\r"}:
+            return "Enter"
+        if key == "r":
+            return "r"
+        if key == "q":
+            raise QuitWatching
+        if key == "h":
+            self.ui.line()
+            if self.task is None:
+                self.ui.line("No failing task to hint at.")
+            else:
+                again = "press h again" if self.single_keys else "h and Enter again"
+                show_hint(self.ui, _load_progress(), kata, self.task, again)
+        elif key == "l":
+            self.ui.line()
+            cmd_list(argparse.Namespace(), self.ui)
+        else:
+            return None
+        self.ui.line()
+        self.say_keys()
+        return None
 
     def wait(self, kata: _manifest.Kata) -> str:
-        """Block until a file of ``kata`` is saved or Enter is pressed; say which."""
+        """Block until a file of ``kata`` is saved or a rerun key is pressed; say which."""
         while True:
             try:
                 kind, detail = self.events.get(timeout=0.5)
             except queue.Empty:
                 continue
-            if kind == "enter":
-                return "Enter"
+            if kind == "key":
+                reason = self.on_key(kata, detail)
+                if reason is not None:
+                    return reason
+                continue
             if kind == "no-events":
-                self.ui.line(f"File events are not available here ({detail}): press Enter to rerun.")
+                self.ui.line(f"File events are not available here ({detail}): press r or Enter to rerun.")
                 continue
             path = Path(detail)
             if kata.folder in path.parents:
@@ -604,22 +843,24 @@ class Watcher:
 
 
 def cmd_watch(args: argparse.Namespace, ui: Output) -> int:
-    """Rerun the current kata's specs on each save, in a warm forked child."""
+    """Rerun the current (or named) kata's specs on each save, in a warm forked child."""
     from dojo.runner import Spawner, warm_runner
 
+    kata = _find(args.kata) if args.kata else None
     # Ctrl-C and a polite kill both stop cleanly, even where a shell started us ignoring SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     runner = Spawner() if args.no_fork else warm_runner()
-    watcher = Watcher(ui, runner)
-    try:
-        return watcher.loop()
-    except KeyboardInterrupt:
-        ui.line()
-        ui.line("Stopped watching. Your progress is saved.")
-        return 0
-    finally:
-        watcher.close()
+    with _single_keys() as single:
+        watcher = Watcher(ui, runner, single_keys=single)
+        try:
+            return watcher.loop(kata)
+        except KeyboardInterrupt:
+            ui.line()
+            ui.line("Stopped watching. Your progress is saved.")
+            return 0
+        finally:
+            watcher.close()
 
 
 # --------------------------------------------------------------------------- entry point
@@ -640,16 +881,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Background Task Katas: where you are, what fails, and what to do next.",
-        epilog=f"`{RUN}` alone runs the current kata's specs. Grading: `{RUN} grade --help`.",
+        epilog=f"`{command()}` alone runs the current kata's specs, `{command('k04')}` those of kata 4. "
+        f"Grading: `{command('grade', '--help')}`.",
     )
-    parser.set_defaults(handler=cmd_status)
+    parser.set_defaults(handler=cmd_status, kata=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     commands.add_parser("list", help="every kata and its state").set_defaults(handler=cmd_list)
-    watch = commands.add_parser("watch", help="rerun the current kata's specs on every save (Enter reruns)")
+    watch = commands.add_parser(
+        "watch", help="rerun the current (or named) kata's specs on every save; keys: h hint, l list, r rerun, q quit"
+    )
+    watch.add_argument("kata", nargs="?", help="a kata to start with (default: the current one)")
     watch.add_argument("--no-fork", action="store_true", help="start a new Python for each run (slower)")
     watch.set_defaults(handler=cmd_watch)
     hint = commands.add_parser("hint", help="the next hint for the task you are on")
     hint.add_argument("kata", nargs="?", help="a kata (default: the current one)")
+    hint.add_argument(
+        "--task", type=int, metavar="N", help="a hint for task N (default: the task of the first failing spec)"
+    )
     hint.set_defaults(handler=cmd_hint)
     reset = commands.add_parser("reset", help="put a kata's stub back as shipped (asks first)")
     reset.add_argument("kata", nargs="?", help="k01, 1 or the slug")
@@ -659,12 +907,38 @@ def build_parser() -> argparse.ArgumentParser:
     solution = commands.add_parser("solution", help="the reference solution, once your kata is green")
     solution.add_argument("kata")
     solution.set_defaults(handler=cmd_solution)
-    serve = commands.add_parser("serve", help="run the kata's app (your code) on 127.0.0.1 with uvicorn")
+    serve = commands.add_parser("serve", help="run the kata's app (your code) with uvicorn, docs page included")
     serve.add_argument("kata")
     serve.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free one")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)"
+    )
     serve.set_defaults(handler=cmd_serve)
     commands.add_parser("grade", help="grade submissions (instructors); see `kata grade --help`")
     return parser
+
+
+COMMANDS = ("list", "watch", "hint", "reset", "solution", "serve", "grade")
+
+
+def _dispatch(argv: list[str], ui: Output) -> int:
+    """Parse ``argv`` and run its command; ``kata k04`` is the bare command for the kata named."""
+    if argv[:1] == ["grade"]:
+        return _grade(argv[1:])
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
+        args = parser.parse_args(argv)
+        return int(args.handler(args, ui))
+    try:
+        _manifest.load().get(argv[0])
+    except KeyError as error:
+        known = str(error.args[0]) if error.args else str(error)
+        raise CliError(f"{known}; the commands are: {', '.join(COMMANDS)}") from None
+    args = parser.parse_args(argv[1:])
+    if args.handler is not cmd_status:
+        raise CliError(f"name the command first: `{command(argv[1], argv[0])}`")
+    args.kata = argv[0]
+    return cmd_status(args, ui)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -676,10 +950,7 @@ def main(argv: list[str] | None = None) -> int:
             reconfigure(errors="replace")  # a terminal without UTF-8 gets '?' for the bar, not a crash
     ui = Output.from_env()
     try:
-        if argv[:1] == ["grade"]:
-            return _grade(argv[1:])
-        args = build_parser().parse_args(argv)
-        return int(args.handler(args, ui))
+        return _dispatch(argv, ui)
     except CliError as error:
         ui.error(str(error))
         return error.code

@@ -8,6 +8,9 @@ real sleep. Parameters with a default and no demo keep their default.
 
 A new kata whose factory needs another collaborator adds a builder here, under the
 parameter's name; nothing in the command line changes.
+
+The app is then served wrapped in :class:`ServedApp`: its docs page from files on this
+machine, and its exceptions as 500s that say what and where.
 """
 
 from __future__ import annotations
@@ -177,3 +180,82 @@ def build_app(factory: Callable[..., Any]) -> Any:
     if any(p.kind is p.POSITIONAL_ONLY for p in inspect.signature(factory).parameters.values()):
         return factory(*arguments.values())
     return factory(**arguments)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+#: Where ``kata serve`` serves Swagger UI's and ReDoc's files (from the fastapi-offline package).
+ASSETS_URL = "/_kata/docs-assets"
+
+
+def _assets_folder() -> str:
+    from importlib.resources import files
+
+    return str(files("fastapi_offline") / "static")
+
+
+class ServedApp:
+    """The kata's app as ``kata serve`` serves it: docs that work offline, errors that say why.
+
+    - ``/docs`` (the app's ``docs_url``) is Swagger UI from files on this machine, not a
+      CDN, with each call's duration shown; ``/redoc`` likewise;
+    - an exception in the learner's code answers 500 with a plain-text body naming it
+      and the learner's line (:class:`dojo.timeline.CatchAppErrors`, as the specs'
+      client does), and ``on_error`` is told, to print it in the terminal;
+    - everything else, the lifespan included, goes to the app untouched.
+    """
+
+    def __init__(self, app: Any, on_error: Callable[[BaseException], None] | None = None) -> None:
+        from starlette.routing import Mount, Route, Router
+        from starlette.staticfiles import StaticFiles
+
+        from dojo.timeline import CatchAppErrors
+
+        self.app = app
+        self.catcher = CatchAppErrors(app, on_error=on_error)
+        routes: list[Any] = [Mount(ASSETS_URL, app=StaticFiles(directory=_assets_folder()))]
+        self.pages: set[str] = set()
+        openapi_url = getattr(app, "openapi_url", None)
+        if openapi_url:
+            for url, page in (
+                (getattr(app, "docs_url", None), self._swagger),
+                (getattr(app, "redoc_url", None), self._redoc),
+            ):
+                if url:
+                    routes.append(Route(url, page, include_in_schema=False))
+                    self.pages.add(url)
+        self.docs = Router(routes=routes)
+
+    def _swagger(self, _request: Any) -> Any:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        parameters = dict(getattr(self.app, "swagger_ui_parameters", None) or {})
+        parameters["displayRequestDuration"] = True  # the fast 202 beside the slow work, in milliseconds
+        return get_swagger_ui_html(
+            openapi_url=self.app.openapi_url,
+            title=f"{self.app.title} - Swagger UI",
+            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+            oauth2_redirect_url=getattr(self.app, "swagger_ui_oauth2_redirect_url", None),
+            swagger_ui_parameters=parameters,
+        )
+
+    def _redoc(self, _request: Any) -> Any:
+        from fastapi.openapi.docs import get_redoc_html
+
+        return get_redoc_html(
+            openapi_url=self.app.openapi_url,
+            title=f"{self.app.title} - ReDoc",
+            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path in self.pages or path.startswith(ASSETS_URL + "/")):
+            await self.docs(scope, receive, send)
+            return
+        await self.catcher(scope, receive, send)

@@ -2,7 +2,8 @@
 
 - refreshes each kata's ``shipped`` blob ids in the manifest from the stubs in ``katas/``;
 - rewrites the hints block of each kata README from the manifest;
-- rewrites the table of katas in the top-level README from the manifest.
+- rewrites the table of katas in the top-level README from the manifest, and the
+  README's opening lines on what is ready and what is coming (``dojo/coming.toml``).
 
 With ``--check`` it changes nothing and exits 1 if anything is out of date (CI runs it).
 Only maintainers run this: in a learner's clone the stubs are the learner's own.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from dojo import manifest as _manifest
 from dojo.manifest import MANIFEST_PATH, git_blob_id
@@ -20,15 +23,81 @@ HINTS_BEGIN = "<!-- hints: generated from dojo/manifest.toml by `python -m dojo.
 HINTS_END = "<!-- end of hints -->"
 TABLE_BEGIN = "<!-- katas: generated from dojo/manifest.toml by `python -m dojo.maintain` -->"
 TABLE_END = "<!-- end of katas -->"
+TOPICS_BEGIN = "<!-- topics: generated from dojo/manifest.toml and dojo/coming.toml by `python -m dojo.maintain` -->"
+TOPICS_END = "<!-- end of topics -->"
+COMING_PATH = MANIFEST_PATH.with_name("coming.toml")
 
 
-def render_table(manifest: _manifest.Manifest) -> str:
-    """The top-level README's table of katas, from the manifest."""
+@dataclass(frozen=True)
+class Coming:
+    """A kata planned and not written yet (``dojo/coming.toml``)."""
+
+    order: int
+    title: str
+    summary: str
+
+
+def load_coming(path: Path = COMING_PATH) -> tuple[Coming, ...]:
+    """The katas still to come, in order."""
+    if not path.is_file():
+        return ()
+    data = _manifest.tomllib.loads(path.read_text(encoding="utf-8"))
+    return tuple(
+        Coming(int(entry["order"]), str(entry["title"]), str(entry["summary"])) for entry in data.get("kata", [])
+    )
+
+
+def coming_problems(manifest: _manifest.Manifest, coming: tuple[Coming, ...]) -> list[str]:
+    """What is wrong with the list of katas to come: a number that is ready already, or out of order."""
+    ready = {kata.order for kata in manifest}
+    problems = [
+        f"kata {entry.order} is in manifest.toml: remove it from coming.toml"
+        for entry in coming
+        if entry.order in ready
+    ]
+    orders = [entry.order for entry in coming]
+    if orders != sorted(set(orders)):
+        problems.append("coming.toml: list each number once, in order")
+    return problems
+
+
+def _lower_first(title: str) -> str:
+    return title[:1].lower() + title[1:]
+
+
+def _span(orders: list[int]) -> str:
+    return f"{orders[0]}-{orders[-1]}" if len(orders) > 1 else str(orders[0])
+
+
+def render_topics(manifest: _manifest.Manifest, coming: tuple[Coming, ...]) -> str:
+    """The README's opening lines: the katas ready now, and those only planned, said as such."""
+    ready = list(manifest)
+    lines = [TOPICS_BEGIN]
+    if ready:
+        titles = ", ".join(_lower_first(kata.title) for kata in ready)
+        lines.append(f"- **Ready now** (katas {_span([kata.order for kata in ready])}): {titles}.")
+    if coming:
+        titles = ", ".join(_lower_first(entry.title) for entry in coming)
+        lines.append(f"- **Coming**, not written yet (katas {_span([entry.order for entry in coming])}): {titles}.")
+    lines.append(TOPICS_END)
+    return "\n".join(lines)
+
+
+def readme_with_topics(manifest: _manifest.Manifest, coming: tuple[Coming, ...], text: str) -> str:
+    """The top-level README with its lines on what is ready and what is coming regenerated."""
+    return _replace_block(text, TOPICS_BEGIN, TOPICS_END, render_topics(manifest, coming))
+
+
+def render_table(manifest: _manifest.Manifest, coming: tuple[Coming, ...] = ()) -> str:
+    """The top-level README's table of katas, from the manifest; then the katas to come, marked so."""
     rows = [TABLE_BEGIN, "| # | kata | teaches | points |", "| --- | --- | --- | --- |"]
     rows.extend(
         f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} |"
         for kata in manifest
     )
+    if coming:
+        rows.extend(["", "**Coming**, not written yet (nothing below can be run today):", ""])
+        rows.extend(f"- kata {entry.order}, *{entry.title}* — {entry.summary}" for entry in coming)
     rows.append(TABLE_END)
     return "\n".join(rows)
 
@@ -56,9 +125,10 @@ def readme_with_hints(kata: _manifest.Kata, text: str) -> str:
     return _replace_block(text, HINTS_BEGIN, HINTS_END, render_hints(kata))
 
 
-def readme_with_table(manifest: _manifest.Manifest, text: str) -> str:
-    """The top-level README with its table of katas regenerated."""
-    return _replace_block(text, TABLE_BEGIN, TABLE_END, render_table(manifest))
+def readme_with_table(manifest: _manifest.Manifest, text: str, coming: tuple[Coming, ...] | None = None) -> str:
+    """The top-level README with its table of katas (and the list of those to come) regenerated."""
+    coming = load_coming() if coming is None else coming
+    return _replace_block(text, TABLE_BEGIN, TABLE_END, render_table(manifest, coming))
 
 
 def manifest_with_shipped(text: str) -> str:
@@ -84,25 +154,28 @@ def main(argv: list[str]) -> int:
         if not check:
             MANIFEST_PATH.write_text(new, encoding="utf-8")
     fresh = _manifest.parse(_manifest.tomllib.loads(new))
+    coming = load_coming()
+    problems = coming_problems(fresh, coming)
     top = _manifest.REPO_ROOT / "README.md"
-    text = top.read_text(encoding="utf-8")
-    if readme_with_table(fresh, text) != text:
-        stale.append("README.md: table of katas")
-        if not check:
-            top.write_text(readme_with_table(fresh, text), encoding="utf-8")
-    for kata in fresh:
-        readme = kata.folder / "README.md"
+    rewrites = [(top, lambda text: readme_with_topics(fresh, coming, readme_with_table(fresh, text, coming)))]
+    rewrites.extend(
+        (kata.folder / "README.md", lambda text, kata=kata: readme_with_hints(kata, text)) for kata in fresh
+    )
+    for readme, rewrite in rewrites:
         text = readme.read_text(encoding="utf-8")
-        wanted = readme_with_hints(kata, text)
+        wanted = rewrite(text)
         if wanted != text:
-            stale.append(f"{readme.relative_to(_manifest.REPO_ROOT)}: hints")
+            what = "what is ready and what is coming, table of katas" if readme == top else "hints"
+            stale.append(f"{readme.relative_to(_manifest.REPO_ROOT)}: {what}")
             if not check:
                 readme.write_text(wanted, encoding="utf-8")
     for line in stale:
         print(("out of date: " if check else "updated: ") + line)
-    if not stale:
+    for line in problems:
+        print(f"wrong: {line}")
+    if not stale and not problems:
         print("manifest and READMEs are up to date")
-    return 1 if check and stale else 0
+    return 1 if problems or (check and stale) else 0
 
 
 if __name__ == "__main__":

@@ -182,9 +182,10 @@ async def _started_app(app: ASGIApp) -> AsyncIterator[ASGIApp]:
 class KataClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` over the kata's app that also keeps the app's exceptions.
 
-    A request returns after the app's background tasks ran (FACTS.md). An exception in
-    the endpoint is a 500 whose body names it and the learner's line; one in a background
-    task leaves the response as it was. Both are in :attr:`app_errors`.
+    A request returns after the app's background tasks ran (httpx's ASGITransport waits
+    for them). An exception in the endpoint is a 500 whose body names it and the
+    learner's line; one in a background task leaves the response as it was. Both are in
+    :attr:`app_errors`.
     """
 
     def __init__(self, app: CatchAppErrors) -> None:

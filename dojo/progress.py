@@ -4,9 +4,10 @@ One line per kata the learner has touched, in ``key=value`` words after the slug
 
     k01_fire_and_forget state=done hash=3f0c9a1e5b7d2c44 hints=1:2,3:1
 
-- ``state``: ``done`` once its specs all passed, else ``started``;
+- ``state``: ``done`` once its specs all passed, else ``started`` (the file's word for
+  "not done": what ``kata list`` calls *started* is decided by :meth:`Progress.state`);
 - ``hash``: the content hash of the kata's stub files when it went green, so that a
-  later edit shows as "changed since done";
+  later edit shows as "changed since done", and the next run checks the kata again;
 - ``hints``: how many hints of each task were shown (``task:count``);
 - ``red``: ``TASK@HASH``, the task of the first failing spec when the stubs had that
   hash, so ``kata hint`` and ``kata solution`` need not run the specs again.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dojo import manifest as _manifest
+from dojo.manifest import git_blob_id
 
 FILE_NAME = ".kata-progress"
 HEADER = (
@@ -69,6 +71,17 @@ def stub_hash(kata: _manifest.Kata, root: Path | None = None) -> str:
         content = path.read_bytes().replace(b"\r\n", b"\n") if path.is_file() else b"<missing>"
         digest.update(name.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:16]
+
+
+def stub_edited(kata: _manifest.Kata, root: Path | None = None) -> bool:
+    """Does a stub file of ``kata`` differ from the stub as shipped (the manifest's blob ids)?"""
+    folder = (root or _manifest.KATAS_DIR) / kata.slug
+    for name in kata.module_files:
+        shipped = kata.shipped.get(name)
+        path = folder / name
+        if shipped and (not path.is_file() or git_blob_id(path.read_bytes()) != shipped):
+            return True
+    return False
 
 
 def _parse_line(number: int, line: str) -> tuple[str, KataProgress]:
@@ -165,19 +178,34 @@ class Progress:
         return int(task)
 
     def state(self, kata: _manifest.Kata, current: str | None) -> str:
-        """``done``, ``changed since done``, ``current`` or ``not started``."""
+        """What ``kata list`` says of ``kata``, the first that holds of these.
+
+        - ``done``: its specs all passed, and its stub files are as they were then;
+        - ``changed since done``: they passed, and the stub files changed since (the next
+          run checks the kata again);
+        - ``current``: the kata ``current`` names (the first not done);
+        - ``started``: you edited its stub files, or asked for one of its hints;
+        - ``not started``: neither (running its specs alone does not start a kata).
+        """
         entry = self.katas.get(kata.slug)
         if entry is not None and entry.state == DONE:
             return DONE if entry.hash == stub_hash(kata) else "changed since done"
         if kata.slug == current:
             return "current"
-        if entry is not None:
+        if (entry is not None and any(entry.hints.values())) or stub_edited(kata):
             return "started"
         return "not started"
 
     def current(self) -> _manifest.Kata | None:
-        """The first kata not yet done, in the manifest's order (``None``: all are done)."""
-        return next((kata for kata in _manifest.load() if not self.is_done(kata.slug)), None)
+        """The first kata not green as the stubs are now, in the manifest's order (``None``: all are).
+
+        A kata that went green and was edited since is not done until its specs pass again.
+        """
+        return next((kata for kata in _manifest.load() if not self.green_now(kata)), None)
+
+    def done_count(self) -> int:
+        """How many katas are green as their stubs are now."""
+        return sum(1 for kata in _manifest.load() if self.green_now(kata))
 
     def forget(self, slug: str) -> None:
         self.katas.pop(slug, None)

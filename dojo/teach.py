@@ -134,19 +134,21 @@ def _indent(text: str) -> str:
 def unimportable(slug: str, module: str, impl: Implementation, error: BaseException) -> NoReturn:
     """Fail (not error) a spec whose kata module does not import, saying where and why."""
     __tracebackhide__ = True
-    path = impl.kata_dir(slug) / f"{module}.py"
+    location = str(impl.kata_dir(slug) / f"{module}.py")
     frames = traceback.extract_tb(error.__traceback__)
     where = ""
-    for frame in reversed(frames):
+    for frame in reversed(frames):  # the deepest line of the kata's own code: the one to edit
         if frame.filename.startswith(str(impl.kata_dir(slug))):
             where = f" (line {frame.lineno}: {frame.line})"
+            location = f"{frame.filename}:{frame.lineno}"
             break
     if isinstance(error, SyntaxError):
         where = f" (line {error.lineno}: {(error.text or '').strip()})"
+        location = f"{error.filename or location}:{error.lineno}"
     pytest.fail(
         f"CANNOT IMPORT {slug}/{module}.py\n"
         f"  {type(error).__name__}: {error}{where}\n"
-        f"  file: {path}\n"
+        f"  file: {location}\n"
         "  Every spec of this kata needs the module to import. Fix the error above, "
         "or put the stub back with `git checkout -- <file>`.",
         pytrace=False,

@@ -296,12 +296,14 @@ class CatchAppErrors:
     Before the response started, the client gets ``500`` with the exception and the
     learner's line as the body, instead of a library traceback. After it (a background
     task failed) the client already has its answer. Either way the exception is kept in
-    :attr:`errors` for specs to inspect, and never raised into the spec.
+    :attr:`errors` for specs to inspect, and never raised into the spec; ``on_error``,
+    if given, is told of each (``kata serve`` prints it in the terminal).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_error: Callable[[BaseException], None] | None = None) -> None:
         self.app = app
         self.errors: list[BaseException] = []
+        self.on_error = on_error
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
@@ -325,6 +327,8 @@ class CatchAppErrors:
             await self.app(scope, receive, watch)
         except Exception as error:  # noqa: BLE001 - the learner's code may raise anything
             self.errors.append(error)
+            if self.on_error is not None:
+                self.on_error(error)
             if not started:
                 body = f"Internal Server Error\n{describe_error(error)}".encode()
                 await send(

@@ -10,6 +10,10 @@ import pytest
 
 from dojo.manifest import REPO_ROOT, Kata
 
+# pytester runs specs in process for these checks only: a learner's `pytest katas/...`
+# never loads it (this conftest is not on their path). tests/test_repository.py checks that.
+pytest_plugins = ["pytester"]
+
 # pytester restores sys.modules after each in-process run: whatever an inner run imports
 # first is thrown away and imported again by the next. Importing the katas' stack here,
 # once, keeps it warm, so an inner run costs the specs and not the imports (~1 s saved).

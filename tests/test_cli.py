@@ -102,7 +102,9 @@ def add_probes(clone: Path) -> None:
 
 
 def environment(clone: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in {"NO_COLOR", "FORCE_COLOR", "KATA_IMPL"}}
+    """The clone's environment: as installed with pip (no ``UV``), unless a test sets ``UV``."""
+    dropped = {"NO_COLOR", "FORCE_COLOR", "KATA_IMPL", "UV"}
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
     env.update(PYTHONPATH=str(clone), **extra)
     return env
 
@@ -240,7 +242,7 @@ def test_a_learner_goes_from_red_to_green_with_hints_then_sees_the_solution(clon
 
     solve(clone, K01)
     with (clone / stub).open("a") as mine:
-        mine.write("# my own way of saying it\n")
+        mine.write("# my own way of saying it\nMY_OWN_SETTING = 1\n")
     green = kata(clone)
     assert f"{K01.title} is green" in green.stdout
     assert "Moving on to k" in green.stdout
@@ -251,8 +253,9 @@ def test_a_learner_goes_from_red_to_green_with_hints_then_sees_the_solution(clon
     shown = kata(clone, "solution", "k01")
     assert shown.returncode == 0
     assert f"solutions/{K01.slug}/{K01.module_files[0]} (the reference solution)" in shown.stdout
-    assert f"── from your {K01.module_files[0]} to the solution:" in shown.stdout
-    assert "\n-# my own way of saying it\n" in shown.stdout
+    assert f"── from your {K01.module_files[0]} to the solution, code only" in shown.stdout
+    assert "\n-MY_OWN_SETTING = 1\n" in shown.stdout, "the learner's own code line is in the diff"
+    assert "my own way of saying it" not in shown.stdout.split("to the solution, code only")[1], "comments are not"
 
 
 def test_the_progress_file_copied_from_another_clone_gives_each_kata_its_state(clone):
@@ -504,3 +507,266 @@ def test_the_progress_file_round_trips_and_keeps_what_it_does_not_know(tmp_path)
     path.write_text("k01_fire_and_forget hints=one\n")
     with pytest.raises(ProgressError, match="line 1"):
         Progress.load(path)
+
+
+# ------------------------------------------------------------------ defects of the first learner trial (issue 8)
+
+
+SERVED_PROBE = '''"""A probe with an app: one endpoint the stub has not written yet."""
+
+from fastapi import FastAPI
+
+
+def create_app(mailer):
+    """The app, with the demo mailer."""
+    app = FastAPI(title="Probe 97")
+
+    @app.post("/jobs", status_code=202)
+    def start_job() -> dict[str, str]:
+        raise NotImplementedError("TODO(k97) task 1: answer 202")
+
+    return app
+'''
+
+
+def add_served_probe(clone: Path) -> None:
+    """Append k97_served, a kata whose stub serves an app that raises the stub's TODO."""
+    entry = PROBE_MANIFEST.format(slug="k97_served", order=97)
+    entry = entry.replace('spec = "test_probe.py"\n', 'spec = "test_probe.py"\nserve = "probe:create_app"\n')
+    text = (clone / "dojo" / "manifest.toml").read_text() + entry
+    (clone / "dojo" / "manifest.toml").write_text(text)
+    for root in ("katas", "solutions"):
+        (clone / root / "k97_served").mkdir()
+        (clone / root / "k97_served" / "probe.py").write_text(SERVED_PROBE)
+    (clone / "katas" / "k97_served" / "test_probe.py").write_text(PROBE_SPEC.format(slug="k97_served"))
+
+
+def test_hint_gives_the_hints_of_the_task_named(clone):
+    """`kata hint KATA --task N`: that task's hints one by one, whatever fails first; a wrong N is named."""
+    first = kata(clone, "hint", "k01", "--task", "2")
+    assert first.returncode == 0, first.stderr
+    task = K01.task(2)
+    assert f"task 2: {task.title}" in first.stdout
+    assert f"hint 1 of {len(task.hints)}:" in first.stdout and f"hint 2 of {len(task.hints)}" not in first.stdout
+    assert "`kata hint k01 --task 2` again" in first.stdout
+    second = kata(clone, "hint", "k01", "--task", "2")
+    assert f"hint 2 of {len(task.hints)}:" in second.stdout
+    assert re.search(rf"^{K01.slug} .*hints=2:2", (clone / ".kata-progress").read_text(), re.MULTILINE)
+    missing = kata(clone, "hint", "k01", "--task", "9")
+    assert missing.returncode == 2
+    assert f"{K01.slug} has no task 9; its tasks are 1, 2" in missing.stderr
+
+
+def test_the_bare_command_and_watch_take_a_kata(clone, live):
+    """`kata k99` runs kata 99's specs though 98 is current; `kata watch k99` watches it; a typo names the commands."""
+    add_probes(clone)
+    named = kata(clone, "k99")
+    assert named.returncode == 1
+    assert re.search(r"Probe 99\s+0/1 specs pass", named.stdout) and "Probe 98" not in named.stdout
+    assert "kata k99 " in named.stdout and "kata watch k99" in named.stdout, "the next steps name the kata too"
+    typo = kata(clone, "lsit")
+    assert typo.returncode == 2
+    assert "no kata called 'lsit'" in typo.stderr and "the commands are: list, watch" in typo.stderr
+    backwards = kata(clone, "k99", "watch")
+    assert backwards.returncode == 2 and "`kata watch k99`" in backwards.stderr
+    watch = live(clone, "watch", "k99")
+    watch.wait_for(r"Probe 99\s+0/1 specs pass")
+    watch.wait_for(r"Keys: h hint · l list · r or Enter rerun · q quit")
+    watch.send("q\n")
+    code, output = watch.finish()
+    assert code == 0 and "Stopped watching" in output
+
+
+def test_watch_takes_letters_typed_with_enter_when_stdin_is_not_a_terminal(clone, live):
+    """Piped stdin: h shows a hint, l the list, r reruns, q quits; the screen says so."""
+    add_probes(clone)
+    watch = live(clone, "watch")
+    watch.wait_for(r"Probe 98\s+0/1 specs pass")
+    watch.wait_for(r"Keys: .*\(type the letter, then Enter\)")
+    watch.send("h\n")
+    watch.wait_for(r"hint 1 of 2:")
+    watch.send("l\n")
+    watch.wait_for(r"k99_probe\s+not started")
+    watch.send("r\n")
+    watch.wait_for(r"r: verdict in")
+    watch.send("q\n")
+    code, output = watch.finish()
+    assert code == 0 and "Stopped watching. Your progress is saved." in output
+    assert "k98_probe state=started hints=1:1" in (clone / ".kata-progress").read_text()
+
+
+class PtyLive:
+    """`kata` on a pseudo-terminal: keys arrive one by one, as a learner types them."""
+
+    def __init__(self, clone: Path, *args: str) -> None:
+        import pty
+
+        self.main, child = pty.openpty()
+        self.process = subprocess.Popen(
+            [str(KATA_SCRIPT), *args],
+            cwd=clone,
+            env=environment(clone, NO_COLOR="1"),
+            stdin=child,
+            stdout=child,
+            stderr=child,
+            start_new_session=True,
+        )
+        os.close(child)
+        self.output = ""
+        self.read_to = 0
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.main, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self.lock:
+                self.output += chunk.decode(errors="replace")
+
+    def wait_for(self, pattern: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            with self.lock:
+                match = re.search(pattern, self.output[self.read_to :])
+                if match:
+                    self.read_to += match.end()
+                    return
+            time.sleep(0.02)
+        pytest.fail(f"no {pattern!r} within {WAIT} s; output:\n{self.output}")
+
+    def press(self, key: str) -> None:
+        os.write(self.main, key.encode())
+
+    def close(self) -> int | None:
+        try:
+            code = self.process.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = None
+        self.process.wait()
+        os.close(self.main)
+        return code
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal (POSIX)")
+def test_watch_takes_single_keys_in_a_terminal(clone):
+    """In a terminal, a key alone acts (no Enter), as in rustlings: h hint, l list, r rerun, q quit."""
+    add_probes(clone)
+    watch = PtyLive(clone, "watch")
+    try:
+        watch.wait_for(r"Probe 98\s+0/1 specs pass")
+        watch.wait_for(r"Keys: h hint · l list · r or Enter rerun · q quit; Ctrl-C quits too")
+        watch.press("h")
+        watch.wait_for(r"hint 1 of 2:")
+        watch.wait_for(r"press h again")
+        watch.press("l")
+        watch.wait_for(r"k99_probe\s+not started")
+        watch.press("r")
+        watch.wait_for(r"r: verdict in")
+        watch.wait_for(r"Keys:")
+        watch.press("q")
+        watch.wait_for(r"Stopped watching")
+    finally:
+        code = watch.close()
+    assert code == 0, watch.output
+    assert "Traceback" not in watch.output
+
+
+def test_a_kata_red_again_after_it_went_green_is_not_counted_done(clone):
+    """Edited after green and failing now: the bare command runs it again, shows it red, and counts it out."""
+    add_probes(clone)
+    katas = len(manifest.load()) + 2
+    probe = clone / "katas" / "k98_probe" / "probe.py"
+    probe.write_text("ANSWER = 42\n")
+    assert "Probe 98 is green" in kata(clone).stdout  # then k99 fails
+    probe.write_text("ANSWER = 41\n")  # the learner breaks it again
+    again = kata(clone)
+    assert again.returncode == 1
+    assert "k98 Probe 98 changed since it went green: its specs run again." in again.stdout
+    assert re.search(r"Probe 98\s+0/1 specs pass", again.stdout)
+    assert f"{katas - 2}/{katas} katas done" in again.stdout
+    assert "Every kata is green" not in again.stdout and f"{katas}/{katas}" not in again.stdout
+    listing = kata(clone, "list")
+    assert f"{katas - 2}/{katas} katas done" in listing.stdout
+    assert re.search(r"k98_probe\s+current", listing.stdout)
+
+
+def test_next_points_at_the_line_that_stops_the_import(clone):
+    """A syntax error, or an exception while importing: "Next: edit" names that line, not a TODO."""
+    add_probes(clone)
+    probe = clone / "katas" / "k98_probe" / "probe.py"
+    probe.write_text('"""Probe."""\n\n\nANSWER = (\n\ndef oops(:\n')
+    syntax = kata(clone)
+    assert "Your code does not import" in syntax.stdout
+    line = re.search(r"line (\d+)", syntax.stdout)
+    assert line, syntax.stdout
+    assert f"Next: edit katas/k98_probe/probe.py:{line.group(1)}\n" in syntax.stdout
+    probe.write_text('"""Probe."""\n\nimport json\n\nANSWER = json.loads(NOT_DEFINED)\n')
+    failing = kata(clone)
+    assert "NameError" in failing.stdout
+    assert "Next: edit katas/k98_probe/probe.py:5\n" in failing.stdout
+
+
+def test_list_calls_a_kata_started_only_once_its_stub_is_edited_or_a_hint_asked(clone):
+    """Running a kata's specs does not start it; editing its stub, or asking its hints, does."""
+    k02 = manifest.load().get("k02")
+    (clone / ".kata-progress").write_text(f"{k02.slug} state=started red=1@0000000000000000\n")
+    listing = kata(clone, "list")
+    assert re.search(rf"{k02.slug}\s+not started", listing.stdout), listing.stdout
+    kata(clone, "hint", "k02", "--task", "1")
+    assert re.search(rf"{k02.slug}\s+started", kata(clone, "list").stdout)
+    (clone / ".kata-progress").unlink()
+    with (clone / "katas" / k02.slug / k02.module_files[0]).open("a") as stub:
+        stub.write("# my first edit\n")
+    assert re.search(rf"{k02.slug}\s+started", kata(clone, "list").stdout)
+
+
+def test_the_cli_says_the_command_that_works_for_how_it_was_installed(clone):
+    """Run by `uv run`, it says `uv run kata ...`; installed with pip, plain `kata ...`."""
+    with_uv = kata(clone, "list", UV="/usr/local/bin/uv")
+    assert "`uv run kata` runs its specs" in with_uv.stdout
+    with_pip = kata(clone, "list")
+    assert "`kata` runs its specs" in with_pip.stdout and "uv run" not in with_pip.stdout
+
+
+def test_serve_docs_work_offline_and_a_stubs_500_says_the_todo(clone, live):
+    """/docs loads Swagger UI from this machine with call durations on; a stub's 500 names its TODO and line."""
+    add_served_probe(clone)
+    server = live(clone, "serve", "k97", "--port", "0", "--host", "127.0.0.2")
+    url = server.wait_for(r"interactive docs: (http://127\.0\.0\.2:\d+)/docs").group(1)
+    page = httpx.get(f"{url}/docs", timeout=WAIT)
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(asset.startswith("/") for asset in assets), f"assets from elsewhere: {assets}"
+    assert "cdn" not in page.text.lower()
+    assert '"displayRequestDuration": true' in page.text
+    for asset in assets:
+        fetched = httpx.get(url + asset, timeout=WAIT)
+        assert fetched.status_code == 200 and len(fetched.content) > 1000, asset
+    failed = httpx.post(f"{url}/jobs", timeout=WAIT)
+    assert failed.status_code == 500
+    assert "NotImplementedError: TODO(k97) task 1: answer 202" in failed.text
+    assert "katas/k97_served/probe.py:12, in start_job" in failed.text
+    server.wait_for(r"NotImplementedError: TODO\(k97\) task 1: answer 202 \(katas/k97_served/probe.py:12")
+    server.process.send_signal(signal.SIGINT)
+    code, output = server.finish()
+    assert code == 0, output
+
+
+def test_the_solution_diff_compares_code_not_comments_or_docstrings():
+    """Comment and docstring churn is left out; a changed line of code is shown, with its real line numbers."""
+    stub = (
+        '"""Module."""\n\n\ndef f(x):\n    """Say what f does."""\n'
+        "    # TODO(k00) task 1: add one\n    return x  # for now\n"
+    )
+    solution = '"""The module, solved."""\n\n\ndef f(x):\n    """Add one."""\n    return x + 1\n'
+    diff = cli.code_diff(stub, solution, "mine.py", "solution.py")
+    assert diff == ["--- mine.py (yours)", "+++ solution.py", "@@ your line 4, solution line 4 @@",
+                    " def f(x):", "-    return x", "+    return x + 1"]  # fmt: skip
+    assert cli.code_diff(stub, stub.replace("for now", "later"), "a", "b") == []

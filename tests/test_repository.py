@@ -9,6 +9,7 @@ import ast
 import inspect
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -34,6 +35,7 @@ TOP_LEVEL = {
     ".gitignore",
     ".python-version",
     "LICENSE",
+    "requirements.txt",
 }
 
 
@@ -198,6 +200,29 @@ def test_every_kata_says_what_it_teaches_and_the_readme_lists_it():
     assert maintain.readme_with_table(manifest.load(), text) == text, "run `uv run python -m dojo.maintain`"
 
 
+def test_the_readme_promises_only_the_katas_that_exist_and_marks_the_rest_coming():
+    """Its opening lines and table say which katas are ready and which are only planned (dojo/coming.toml)."""
+    coming = maintain.load_coming()
+    assert not maintain.coming_problems(manifest.load(), coming)
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert maintain.readme_with_topics(manifest.load(), coming, text) == text, "run `uv run python -m dojo.maintain`"
+    opening = text[: text.index(maintain.TOPICS_END)]
+    ready, _, planned = opening.partition("**Coming**")
+    for entry in coming:
+        title = entry.title[:1].lower() + entry.title[1:]
+        assert title in planned and title not in ready, f"kata {entry.order} is not marked as coming"
+
+
+def test_the_readme_describes_what_the_command_line_does():
+    """The states `kata list` shows, and the pip path's pinned install, as the code has them."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `uv run kata list`"))
+    for state in ("done", "changed since done", "current", "started", "not started"):
+        assert f"**{state}**" in row, f"the README's `kata list` row does not say what {state!r} means"
+    assert "edited its stub or asked for one of its hints" in row
+    assert "python -m pip install -r requirements.txt" in text
+
+
 def test_maintain_check_agrees():
     """`python -m dojo.maintain --check` finds the READMEs current (the stubs' ids are judged above)."""
     result = subprocess.run(
@@ -220,3 +245,55 @@ def test_every_kata_can_be_served_with_the_demo_collaborators(kata, tmp_path):
     for root in (tmp_path, SOLUTIONS_DIR):
         built = demo.build_app(getattr(impl.import_kata_module(root, kata.slug, module), factory))
         assert callable(built), f"{kata.slug}: {kata.serve} did not return an ASGI app"
+
+
+def _fixtures(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--fixtures", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_a_learners_run_does_not_load_the_checks_own_plugin():
+    """pytester serves tests/ only: `pytest katas/<slug>` runs without it."""
+    spec = str(KATAS[0].spec_path.relative_to(REPO_ROOT))
+    assert not re.search(r"^pytester\b", _fixtures(spec), re.MULTILINE), "a learner's run loads pytester"
+    assert re.search(r"^pytester\b", _fixtures("tests/test_repository.py"), re.MULTILINE)
+
+
+def test_the_licence_pyproject_names_ships():
+    """pyproject.toml says MIT: the MIT licence text is at the top, and comments cite only shipped files."""
+    text = (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License") and "The Background Task Katas authors" in text
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = "MIT"' in pyproject
+    for name in re.findall(r"\b([A-Z][A-Z_]+\.md)\b", pyproject):
+        assert (REPO_ROOT / name).is_file(), f"pyproject.toml cites {name}, which the repository does not ship"
+
+
+EXPORT = ("export", "--format", "requirements-txt", "--no-hashes", "--group", "dev", "--frozen")
+
+
+def test_requirements_txt_pins_what_uv_lock_pins(tmp_path):
+    """The pip path installs the lock's versions: requirements.txt is `uv export` of uv.lock, current."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        if os.environ.get("KATAS_MAINTAINER") == "1":
+            pytest.fail("uv is needed to check requirements.txt against uv.lock")
+        pytest.skip("uv is not installed: requirements.txt is checked where it is (CI)")
+    exported = tmp_path / "requirements.txt"
+    subprocess.run([uv, *EXPORT, "-o", str(exported)], cwd=REPO_ROOT, capture_output=True, check=True, timeout=120)
+
+    def pins(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]  # the header names the output path
+
+    shipped = (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert pins(shipped) == pins(exported.read_text(encoding="utf-8")), (
+        f"requirements.txt is not current with uv.lock: run `uv {' '.join(EXPORT)} -o requirements.txt`"
+    )
