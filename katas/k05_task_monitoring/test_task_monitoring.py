@@ -439,11 +439,17 @@ async def test_the_same_id_written_another_way_names_the_same_task(server, app, 
 
 @pytest.mark.task(2)
 async def test_an_id_that_was_never_issued_is_a_404(server, ids):
-    """Asking about a task that does not exist is the client's mistake: 404, never a 500."""
+    """Asking about a task that does not exist is the client's mistake: 404, never a 500, and it says which id."""
     await accept(server, ITEMS)
     for unknown in (uuid4(), ids.script[1]):
         exchange = await server.request("GET", f"/tasks/{unknown}")
         expect_status(exchange, 404, expected=f"404 Not Found for the unknown task {unknown}", revisit=UNKNOWN)
+        detail = record_of(exchange, revisit=UNKNOWN).get("detail")
+        assert isinstance(detail, str) and str(unknown) in detail, lesson(
+            expected=f"a 404 whose detail names the id it could not find, {unknown}",
+            got=f"detail {detail!r}",
+            revisit=UNKNOWN,
+        )
 
 
 @pytest.mark.task(2)
