@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import functools
 import hashlib
 import io
 import re
@@ -51,12 +52,15 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
+from typing import TYPE_CHECKING
 
 from dojo import manifest as _manifest
 from dojo.manifest import REPO_ROOT, tomllib
-from dojo.runner import ForkServer, Request, Verdict
+
+if TYPE_CHECKING:  # the runner (pytest, the stack) is imported only when mutants run
+    import pytest
+
+    from dojo.runner import ForkServer, Request, Verdict
 
 RESULTS_DIR = REPO_ROOT / "tests" / "mutation"
 GOAL = 97.0  # percent of non-equivalent mutants rejected (the definition of done)
@@ -337,16 +341,16 @@ class _Generator:
                 self.child(value, qualname, node, name)
 
     def definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, qualname: str) -> None:
-        """Decorators and defaults belong to the enclosing scope; the body to the definition's own."""
+        """Its decorators, defaults and body, all named after the definition (``create_app.submit_job``)."""
         if isinstance(node, ast.ClassDef) and any(_name_of(base) == "Protocol" for base in node.bases):
             return  # an interface for type checkers: nothing of it runs
+        inner = f"{qualname}.{node.name}" if qualname else node.name
         for decorator in node.decorator_list:
-            self.expression(decorator, qualname, node)
+            self.expression(decorator, inner, node)
         if not isinstance(node, ast.ClassDef):
             args = node.args
             for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
-                self.expression(default, qualname, args)
-        inner = f"{qualname}.{node.name}" if qualname else node.name
+                self.expression(default, inner, args)
         kind = "class" if isinstance(node, ast.ClassDef) else "function"
         for statement in node.body:
             self.statement(statement, inner, parent_kind=kind, body=node.body)
@@ -516,42 +520,32 @@ class _Generator:
             self.add(qualname, f"kwarg_{item.arg}", item, "", (start, end))
 
 
-def _compiles(source: bytes, name: str) -> bool:
+def _parses(source: bytes, name: str) -> bool:
+    """Whether a mutant is valid Python (the operators make no code the compiler alone refuses)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a SyntaxWarning ("is" with a literal) is a mistake no learner makes
+        warnings.simplefilter("error")
         try:
-            compile(source, name, "exec", dont_inherit=True)
+            ast.parse(source, name)
         except (SyntaxError, ValueError, SyntaxWarning):
             return False
     return True
 
 
-def _without_docstrings(tree: ast.AST) -> str:
-    """The AST's dump, docstrings left out: what the code does, not how it is written."""
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and _is_docstring(body[0], body):
-            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
-    return ast.dump(tree, include_attributes=False)
-
-
-def mutations_of_source(source: bytes, file_name: str) -> list[Mutation]:
+@functools.lru_cache(maxsize=64)
+def mutations_of_source(source: bytes, file_name: str) -> tuple[Mutation, ...]:
     """Every mutation of one module's source, in source order, each with its stable id."""
     module = Path(file_name).stem
     parsed = _Source(source)
     tree = ast.parse(source, file_name)
     generator = _Generator(parsed)
     generator.module(tree)
-    original = _without_docstrings(ast.parse(source))
     mutations: list[Mutation] = []
     seen_ids: dict[str, int] = {}
     seen_sources: set[bytes] = set()
     for candidate in sorted(generator.candidates, key=lambda c: (c.start, -c.end, c.operator)):
         mutated = source[: candidate.start] + candidate.replacement.encode() + source[candidate.end :]
-        if mutated in seen_sources or not _compiles(mutated, file_name):
+        if mutated in seen_sources or not _parses(mutated, file_name):
             continue
-        if _without_docstrings(ast.parse(mutated)) == original:
-            continue  # the same program (parentheses only)
         seen_sources.add(mutated)
         node = candidate.node
         first, last = node.lineno, node.end_lineno  # type: ignore[attr-defined]
@@ -574,7 +568,7 @@ def mutations_of_source(source: bytes, file_name: str) -> list[Mutation]:
                 operator=candidate.operator,
             )
         )
-    return mutations
+    return tuple(mutations)
 
 
 def solution_sources(kata: _manifest.Kata) -> dict[str, bytes]:
@@ -667,6 +661,8 @@ class _Pass:
     """
 
     def __init__(self, kata: _manifest.Kata, scratch: Path, workers: int) -> None:
+        from dojo.runner import ForkServer
+
         self.kata = kata
         self.sources = solution_sources(kata)
         self.order_file = scratch / "spec-order.txt"
@@ -682,6 +678,8 @@ class _Pass:
             self.pool.append(_Worker(folder, ForkServer()))
 
     def request(self, worker: _Worker, limit: float) -> Request:
+        from dojo.runner import Request
+
         options = (*RUN_OPTIONS, "-p", "dojo.mutation", f"{ORDER_OPTION}={self.order_file}")
         return Request(self.kata.slug, str(worker.folder), options, limit)
 
@@ -777,7 +775,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the specs named in the order file first, in its order; the others after, as collected."""
     path = config.getoption(ORDER_OPTION)
-    if not path:
+    if not path or not Path(path).is_file():
         return
     ranking = {name: index for index, name in enumerate(Path(path).read_text(encoding="utf-8").splitlines())}
     items.sort(key=lambda item: ranking.get(item.nodeid.split("::", 1)[-1], len(ranking)))
@@ -909,9 +907,13 @@ def record(kata: _manifest.Kata, score: Score) -> Path:
     return path
 
 
+def _shown(path: Path) -> Path:
+    return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+
+
 def stale(kata: _manifest.Kata) -> list[str]:
     """Why the committed figures are not those of the kata as it is (empty: they are current)."""
-    path = results_path(kata.slug).relative_to(REPO_ROOT)
+    path = _shown(results_path(kata.slug))
     rerun = f"rerun `uv run python -m dojo.mutation {kata.slug} --record`"
     try:
         review = load_review(kata.slug)
@@ -1088,13 +1090,13 @@ def _run(kata: _manifest.Kata, args: argparse.Namespace, out: Callable[[str], No
         out(str(error))
         return False
     if args.record:
-        out(f"  recorded in {record(kata, score).relative_to(REPO_ROOT)}")
+        out(f"  recorded in {_shown(record(kata, score))}")
     ok = not score.wrongly_equivalent
     if args.check:
         measured = load_review(kata.slug).measured
         expected = sorted(str(name) for name in measured.get("survivors", []))  # type: ignore[union-attr]
         if sorted(o.mutation.id for o in score.survived) != expected or measured.get("score") != score.score:
-            out(f"  differs from {results_path(kata.slug).relative_to(REPO_ROOT)}: rerun with --record")
+            out(f"  differs from {_shown(results_path(kata.slug))}: rerun with --record")
             ok = False
         for problem in stale(kata):
             out(f"  {problem}")

@@ -180,14 +180,22 @@ class _Collector:
         excinfo = call.excinfo
         if (
             excinfo is not None
-            and call.when in {"setup", "call"}
+            and call.when in {"setup", "call", "teardown"}
             and item.nodeid not in self.messages
             and type(excinfo.value).__name__ not in {"Skipped", "XFailed"}
         ):
             self.messages[item.nodeid] = failure_message(excinfo.value)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.nodeid in self.specs or not (report.when == "call" or report.failed or report.skipped):
+        known = self.specs.get(report.nodeid)
+        if known is not None:
+            if report.when == "teardown" and report.failed and known.outcome == "passed":
+                # Its clean-up failed (a fixture found the app in a state it must never be in): not green.
+                message = self.messages.get(report.nodeid) or report.longreprtext.strip() or "failed in teardown"
+                known.outcome = "error"
+                known.message = f"(while cleaning the spec up) {message}"
+            return
+        if not (report.when == "call" or report.failed or report.skipped):
             return
         outcome = report.outcome if report.when == "call" or report.skipped else "error"
         message = ""
