@@ -122,6 +122,24 @@ class ConsoleWorker(_Console):
         self._log(f"done with {item!r}")
 
 
+class ConsoleImporter(ConsoleWorker):
+    """Kata 5's demo ``process``: imports one file in ``delay`` seconds; a file named ``broken…`` fails.
+
+    Any item whose name contains ``broken`` raises ``ValueError`` after its delay, so the
+    kata's "Break an item" experiment can watch a task end ``failed``.
+    """
+
+    label = "demo importer"
+
+    async def __call__(self, item: object) -> None:
+        self._log(f"importing {item!r} (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        if "broken" in str(item):
+            self._log(f"failed on {item!r}: row 3: price is not a number")
+            raise ValueError(f"{item}: row 3: price is not a number")
+        self._log(f"imported {item!r}")
+
+
 class RealClock:
     """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
 
@@ -155,7 +173,7 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
     "gateway": SlowGateway,
     "rng": lambda: random.random,
     "handler": ConsoleWorker,
-    "process": ConsoleWorker,
+    "process": ConsoleImporter,
 }
 
 

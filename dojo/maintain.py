@@ -2,8 +2,9 @@
 
 - refreshes each kata's ``shipped`` blob ids in the manifest from the stubs in ``katas/``;
 - rewrites the hints block of each kata README from the manifest;
-- rewrites the table of katas in the top-level README from the manifest, and the
-  README's opening lines on what is ready and what is coming (``dojo/coming.toml``).
+- rewrites the table of katas in the top-level README from the manifest (and each
+  kata's mutation score from ``tests/mutation/SLUG.toml``, see :mod:`dojo.mutation`), and
+  the README's opening lines on what is ready and what is coming (``dojo/coming.toml``).
 
 With ``--check`` it changes nothing and exits 1 if anything is out of date (CI runs it).
 Only maintainers run this: in a learner's clone the stubs are the learner's own.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from dojo import manifest as _manifest
 from dojo.manifest import MANIFEST_PATH, git_blob_id
+from dojo.mutation import recorded_score
 
 HINTS_BEGIN = "<!-- hints: generated from dojo/manifest.toml by `python -m dojo.maintain`; edit them there -->"
 HINTS_END = "<!-- end of hints -->"
@@ -88,11 +90,21 @@ def readme_with_topics(manifest: _manifest.Manifest, coming: tuple[Coming, ...],
     return _replace_block(text, TOPICS_BEGIN, TOPICS_END, render_topics(manifest, coming))
 
 
+def _score(slug: str) -> str:
+    score = recorded_score(slug)
+    return "not measured" if score is None else f"{score:g}%"
+
+
 def render_table(manifest: _manifest.Manifest, coming: tuple[Coming, ...] = ()) -> str:
-    """The top-level README's table of katas, from the manifest; then the katas to come, marked so."""
-    rows = [TABLE_BEGIN, "| # | kata | teaches | points |", "| --- | --- | --- | --- |"]
+    """The top-level README's table of katas, with the recorded mutation scores; then the katas to come."""
+    rows = [
+        TABLE_BEGIN,
+        "| # | kata | teaches | points | mutation score |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     rows.extend(
-        f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} |"
+        f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} "
+        f"| {_score(kata.slug)} |"
         for kata in manifest
     )
     if coming:

@@ -69,17 +69,20 @@ class TaskRecord(BaseModel):
 
 def progress_percent(done: int, total: int) -> int:
     """The share of ``total`` items that are ``done``, in whole percent, rounded down."""
-    # TODO(k05) task 3: 0 for none, 100 for all, rounded down in between (1 of 3 is 33).
-    raise NotImplementedError("TODO(k05) task 3: compute the progress in percent")
+    # TODO(k05) task 3: 0 for none, 100 for all and only for all, rounded down in between
+    # (1 of 3 is 33, 199 of 200 is 99), an `int` computed without floats.
+    raise NotImplementedError("TODO(k05) task 3: compute the progress in whole percent")
 
 
 async def run_task(record: TaskRecord, items: list[str], process: Process, clock: Clock) -> None:
     """The background task: process the items one by one, keeping ``record`` up to date."""
-    # TODO(k05) task 3: mark the record running (and when it started), await `process` for
-    # each item in order, updating the progress after each one; at the end mark it
-    # completed, with a result and the time it finished.
-    # TODO(k05) task 4: if `process` raises, mark the record failed with a one-line message
-    # ("ValueError: ...") and the time, and stop; the exception must not escape.
+    # TODO(k05) task 3: the record turns running (with the time it started) before the first
+    # item; each item goes through `process` once, in order, and the progress follows the
+    # items finished; at the end the record is completed, at 100, with the result
+    # "imported N items" and the time it finished. Only this record changes.
+    # TODO(k05) task 4: when `process` raises, the record turns failed, with a one-line
+    # message "ExceptionType: message" and the time; the later items do not run, the
+    # progress stays where it got to, and the exception does not escape.
     raise NotImplementedError("TODO(k05) task 3: run the items and keep the record up to date")
 
 
@@ -91,16 +94,18 @@ def create_app(*, process: Process, clock: Clock, new_id: Callable[[], UUID] = u
     @app.post("/tasks", status_code=202)
     async def start_task(job: JobRequest, background_tasks: BackgroundTasks, response: Response) -> TaskRecord:
         """Accept a job: record it as pending, queue it, answer 202 with where to ask about it."""
-        # TODO(k05) task 1: create a pending record with a fresh id from new_id() and the
-        # time from the clock, store it in `tasks`, queue run_task for it, set the Location
-        # header to its status URL, and return the record.
-        raise NotImplementedError("TODO(k05) task 1: record the task as pending and queue it")
+        # TODO(k05) task 1: answer with a new pending record: one fresh id from `new_id` per
+        # request, `created_at` from `clock` when the request comes, and a `Location` header
+        # with the task's status URL, /tasks/ and its id.
+        # TODO(k05) task 2: the record is in `tasks`, under its id, before the answer goes out.
+        # TODO(k05) task 3: `run_task` for this record is queued to run after the answer.
+        raise NotImplementedError("TODO(k05) task 1: answer 202 with a new pending record")
 
-    # TODO(k05) task 2: declare task_id a UUID (a malformed id is then a 422).
+    # TODO(k05) task 2: a malformed id in the path is a 422, an unknown one a 404, and the
+    # id is looked up with the type of the keys of `tasks`.
     @app.get("/tasks/{task_id}")
     async def get_task(task_id: str) -> TaskRecord:
         """The status document of one task."""
-        # TODO(k05) task 2: return this task's record; an id we never issued is a 404.
-        raise NotImplementedError("TODO(k05) task 2: look the task up")
+        raise NotImplementedError("TODO(k05) task 2: answer with the task's record")
 
     return app
