@@ -246,22 +246,25 @@ class Calls:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-def a_task(name: str, *, raises: BaseException | None = None) -> tuple[Callable[..., None], Calls]:
-    """A plain function called ``name`` that records each call; the first call raises ``raises``.
+def a_task(
+    name: str, *, raises: BaseException | None = None, returns: object = None
+) -> tuple[Callable[..., object], Calls]:
+    """A plain function called ``name`` that records each call; the first raises ``raises`` or returns ``returns``.
 
     A second call is a retry: it is noted at once and then parks (until the spec ends), so a
     guard that runs a failed task again is seen immediately instead of spinning for ever.
     """
     calls = Calls()
 
-    def task(*args: object, **kwargs: object) -> None:
+    def task(*args: object, **kwargs: object) -> object:
         calls.made.append((args, kwargs))
         if len(calls.made) > 1:
             calls.again.set()
             calls.release.wait(BOUND * 2)
-            return
+            return returns
         if raises is not None:
             raise raises
+        return returns
 
     task.__name__ = task.__qualname__ = name
     return task, calls
@@ -307,8 +310,8 @@ def _tasks():
     """Makes tasks for run_safely, and lets any parked retry go when the spec ends."""
     made: list[Calls] = []
 
-    def make(name: str, *, raises: BaseException | None = None) -> tuple[Callable[..., None], Calls]:
-        task, calls = a_task(name, raises=raises)
+    def make(name: str, **script: Any) -> tuple[Callable[..., object], Calls]:
+        task, calls = a_task(name, **script)
         made.append(calls)
         return task, calls
 
@@ -564,7 +567,7 @@ def test_a_header_any_client_can_write_does_not_change_the_address(header, peer)
 @pytest.mark.task(3)
 def test_run_safely_runs_the_task_once_with_its_arguments_and_logs_nothing(tasks, log):
     """`run_safely(task, *args, **kwargs)` calls `task(*args, **kwargs)` once, returns None, and logs no problem."""
-    task, calls = tasks("remember")
+    task, calls = tasks("remember", returns="the task's own result")
     outcome = run_guard(task, calls, 7, "ada@example.com", note="hi")
     assert outcome.finished and outcome.escaped is None, lesson(
         expected="run_safely returns, having run the task",
