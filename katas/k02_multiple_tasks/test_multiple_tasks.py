@@ -874,8 +874,8 @@ async def test_whichever_tasks_fail_the_others_still_run_and_each_failure_is_log
     assert done == expected, lesson(
         expected=f"with the {' and the '.join(broken)} down, the other tasks still do their work: {expected}",
         got=f"{done}; the app raised {[repr(e) for e in client.app_errors]}",
-        revisit="task 4: every task goes through the guard, because Starlette runs no later task once one "
-        "raises (README: How Starlette runs several tasks)",
+        revisit="task 4: each task goes through a guard of its own, because Starlette runs no later task once "
+        "one raises, and one guard around several stops at the first failure too (README: A guard around each task)",
     )
     assert client.app_errors == [], lesson(
         expected="no exception escapes the background tasks",
