@@ -29,6 +29,9 @@ from dojo.timeline import CLIENT_ADDRESS, RESPONSE_COMPLETE, Exchange, Timeline
 registration = kata_module("k02_multiple_tasks", "registration")
 
 VALID = {"email": "ada@example.com"}
+UNKNOWN = "unknown"  # the README's UNKNOWN_ADDRESS
+REGISTERED = "user_registered"  # the README's analytics event
+WELCOME = "Welcome aboard"  # the README's subject of the welcome email
 PEER = ("198.51.100.23", 51000)  # TEST-NET-2: the client that opened the connection
 FORGED = "192.0.2.99"  # TEST-NET-1: the address a client claims in a header it wrote itself
 BOUND = 2.0  # seconds: a call that has not finished by then never will (nothing here is slow)
@@ -520,8 +523,8 @@ def test_when_the_server_knows_no_peer_the_client_address_is_unknown():
     except AttributeError as error:
         got = f"AttributeError: {error}"
     got = expect_type(got, str, what="the client's address", revisit=PEER_REVISIT)
-    assert got == registration.UNKNOWN_ADDRESS, lesson(
-        expected=f"{registration.UNKNOWN_ADDRESS!r} when the request has no peer (the scope's client is None)",
+    assert got == UNKNOWN, lesson(
+        expected=f"{UNKNOWN!r} when the request has no peer (the scope's client is None)",
         got=repr(got),
         revisit="task 2: a server may know no peer at all, and then the request says so instead of "
         "giving an address (README: Whose address is it)",
@@ -552,7 +555,7 @@ def test_a_header_any_client_can_write_does_not_change_the_address(header, peer)
     request = a_request(client=peer, headers={header: CLIENT_WRITABLE[header]})
     got = registration.client_address(request)
     got = expect_type(got, str, what="the client's address", revisit=PEER_REVISIT)
-    wanted = peer[0] if peer else registration.UNKNOWN_ADDRESS
+    wanted = peer[0] if peer else UNKNOWN
     assert got == wanted, lesson(
         expected=f"{wanted!r}, whatever the header {header}: {CLIENT_WRITABLE[header]} claims",
         got=repr(got),
@@ -767,9 +770,9 @@ async def test_each_task_gets_its_data_and_each_registration_its_own_id(client, 
     answers = [await post(client, json={"email": address}, revisit=QUEUE) for address in addresses]
     ids = [answer.json().get("user_id") if answer.status_code == 201 else answer.text[:200] for answer in answers]
     assert ids == [1, 2], lesson(expected="the ids 1 and 2 in the two answers", got=f"{ids}", revisit=QUEUE)
-    emails = [(email.to, email.subject) for email in outbox.sent]
-    assert emails == [(address, registration.WELCOME_SUBJECT) for address in addresses], lesson(
-        expected=f"one welcome email to each address, in turn: {addresses}",
+    emails = [(email.to, email.subject, email.body) for email in outbox.sent]
+    assert emails == [(address, WELCOME, f"{WELCOME}, {address}!") for address in addresses], lesson(
+        expected=f"one welcome email to each address, in turn, subject {WELCOME!r}: {addresses}",
         got=f"{len(emails)} email(s): {emails}",
         revisit="task 4: the welcome email goes to the address of the registration "
         "(README: Queue the three tasks in order)",
@@ -788,8 +791,8 @@ async def test_each_task_gets_its_data_and_each_registration_its_own_id(client, 
         expect_type(event.user_id, int, what="the user id given to analytics", revisit=QUEUE)
         expect_type(event.event, str, what="the event given to analytics", revisit=QUEUE)
     got = [(event.event, event.user_id) for event in analytics.kept]
-    assert got == [(registration.REGISTERED, 1), (registration.REGISTERED, 2)], lesson(
-        expected=f"one analytics record per registration: ({registration.REGISTERED!r}, 1), then 2",
+    assert got == [(REGISTERED, 1), (REGISTERED, 2)], lesson(
+        expected=f"one analytics record per registration: ({REGISTERED!r}, 1), then 2",
         got=f"{got}",
         revisit="task 4: analytics records the registration of the new user's id "
         "(README: Queue the three tasks in order)",
@@ -839,8 +842,8 @@ async def test_a_registration_over_a_connection_with_no_client_address_still_suc
         "there is no peer (README: Whose address is it)",
     )
     got = [event.ip_address for event in analytics.kept]
-    assert got == [registration.UNKNOWN_ADDRESS], lesson(
-        expected=f"one analytics record from {registration.UNKNOWN_ADDRESS!r}",
+    assert got == [UNKNOWN], lesson(
+        expected=f"one analytics record from {UNKNOWN!r}",
         got=f"{got}",
         revisit="task 4: analytics gets the address your task 2 finds (README: Whose address is it)",
     )
