@@ -35,6 +35,7 @@ WELCOME = "Welcome aboard"  # the README's subject of the welcome email
 PEER = ("198.51.100.23", 51000)  # TEST-NET-2: the client that opened the connection
 FORGED = "192.0.2.99"  # TEST-NET-1: the address a client claims in a header it wrote itself
 BOUND = 2.0  # seconds: a call that has not finished by then never will (nothing here is slow)
+RUNAWAY = 20  # calls of one fake in one spec: past this, it is a loop that would never end
 T = TypeVar("T")
 
 # ---------------------------------------------------------------- fakes for this kata
@@ -64,6 +65,19 @@ class AnalyticsEvent:
     ip_address: object
 
 
+class Runaway(BaseException):
+    """Raised by a fake called RUNAWAY times in one spec: it ends a loop in the learner's code.
+
+    A BaseException, so that a guard which (rightly) stops only Exception lets it out, and
+    the thread running that loop ends instead of keeping the process alive for ever.
+    """
+
+
+def count_call(attempts: int, who: str) -> None:
+    if attempts > RUNAWAY:
+        raise Runaway(f"the {who} was called {attempts} times in one spec: a loop that never ends?")
+
+
 class _Collaborator:
     """A collaborator that keeps what it is asked to do, on the timeline too, and can be down for one call.
 
@@ -84,6 +98,7 @@ class _Collaborator:
 
     def _keep(self, item: object, detail: str) -> None:
         self.attempts += 1
+        count_call(self.attempts, type(self).__name__)
         failure, self.failure = self.failure, None
         if failure is not None:
             self.timeline.record(self.failed, repr(failure))
@@ -117,6 +132,7 @@ class OutboxDownForOneSend(FakeOutbox):
     """dojo's fake mail server, down for one send only when told to fail (see _Collaborator)."""
 
     def _finish(self, to: str, subject: str, body: str) -> None:
+        count_call(self.attempts, "mail server")
         try:
             super()._finish(to, subject, body)
         finally:
@@ -215,7 +231,10 @@ async def within_bound(call: Awaitable[T], *, revisit: str) -> T:
                 revisit=revisit,
             )
         )
-    return task.result()
+    try:
+        return task.result()
+    except Runaway as error:
+        raise AssertionError(lesson(expected="each task run once", got=str(error), revisit=GUARD)) from None
 
 
 async def post(client, *, revisit: str, json: object = VALID, **kwargs: Any):
@@ -261,6 +280,7 @@ def a_task(
 
     def task(*args: object, **kwargs: object) -> object:
         calls.made.append((args, kwargs))
+        count_call(len(calls.made), f"task {name}")
         if len(calls.made) > 1:
             calls.again.set()
             calls.release.wait(BOUND * 2)
@@ -572,16 +592,17 @@ def test_run_safely_runs_the_task_once_with_its_arguments_and_logs_nothing(tasks
     """`run_safely(task, *args, **kwargs)` calls `task(*args, **kwargs)` once, returns None, and logs no problem."""
     task, calls = tasks("remember", returns="the task's own result")
     outcome = run_guard(task, calls, 7, "ada@example.com", note="hi")
-    assert outcome.finished and outcome.escaped is None, lesson(
-        expected="run_safely returns, having run the task",
-        got=f"it raised {outcome.escaped!r}" if outcome.escaped else "it had not returned",
-        revisit=GUARD,
+    assert outcome.escaped is None, lesson(
+        expected="run_safely returns, having run the task", got=f"it raised {outcome.escaped!r}", revisit=GUARD
     )
     assert calls.made == [((7, "ada@example.com"), {"note": "hi"})], lesson(
         expected="one call: remember(7, 'ada@example.com', note='hi')",
         got=f"{len(calls.made)} call(s): {calls.made}",
         revisit="task 3: the guard passes the task every argument it was given, the named ones too, "
         "and calls it once (README: A guard around each task)",
+    )
+    assert outcome.finished, lesson(
+        expected="run_safely returns, having run the task", got="it had not returned", revisit=GUARD
     )
     expect_type(outcome.returned, type(None), what="what run_safely returns", revisit=GUARD)
     assert serious(log) == [], lesson(
@@ -769,7 +790,10 @@ async def test_each_task_gets_its_data_and_each_registration_its_own_id(client, 
     addresses = ["ada@example.com", "grace@example.org"]
     answers = [await post(client, json={"email": address}, revisit=QUEUE) for address in addresses]
     ids = [answer.json().get("user_id") if answer.status_code == 201 else answer.text[:200] for answer in answers]
+    expect_type(ids, list, items=(int,), what="the user ids of the two answers", revisit=QUEUE)
     assert ids == [1, 2], lesson(expected="the ids 1 and 2 in the two answers", got=f"{ids}", revisit=QUEUE)
+    for email in outbox.sent:
+        expect_type(email.to, str, what="the address the welcome email went to", revisit=QUEUE)
     emails = [(email.to, email.subject, email.body) for email in outbox.sent]
     assert emails == [(address, WELCOME, f"{WELCOME}, {address}!") for address in addresses], lesson(
         expected=f"one welcome email to each address, in turn, subject {WELCOME!r}: {addresses}",
@@ -815,7 +839,7 @@ async def test_the_analytics_record_carries_the_client_address_not_the_server(cl
 async def test_forged_headers_do_not_reach_the_analytics_record(client, analytics):
     """A client that claims another address in every header it can write is still recorded from its own."""
     await post(client, headers=CLIENT_WRITABLE, revisit=QUEUE)
-    got = [event.ip_address for event in analytics.kept]
+    got = [expect_type(e.ip_address, str, what="the address given to analytics", revisit=QUEUE) for e in analytics.kept]
     assert got == [CLIENT_ADDRESS[0]], lesson(
         expected=f"one analytics record from {CLIENT_ADDRESS[0]!r}, the peer, whatever these headers claim: "
         f"{', '.join(CLIENT_WRITABLE)}",
@@ -841,7 +865,7 @@ async def test_a_registration_over_a_connection_with_no_client_address_still_suc
         revisit="task 4: the endpoint gets the address from your task 2, which knows what to say when "
         "there is no peer (README: Whose address is it)",
     )
-    got = [event.ip_address for event in analytics.kept]
+    got = [expect_type(e.ip_address, str, what="the address given to analytics", revisit=QUEUE) for e in analytics.kept]
     assert got == [UNKNOWN], lesson(
         expected=f"one analytics record from {UNKNOWN!r}",
         got=f"{got}",
