@@ -75,22 +75,41 @@ class ConsoleMailer(_Console):
         self._log(f"sent to {to}: {subject!r}\n    {body}")
 
 
+FAIL_VAR = "KATA_DEMO_FAIL"  # kata 2: the demo collaborators named here are "down" (e.g. "profiles,analytics")
+
+
+def _told_to_fail(name: str) -> bool:
+    """Whether ``KATA_DEMO_FAIL`` (a comma-separated list of names) names this collaborator."""
+    return name in {part.strip() for part in os.environ.get(FAIL_VAR, "").split(",")}
+
+
 class ConsoleProfiles(_Console):
-    """A profile store that prints each profile it creates (kata 2)."""
+    """A profile store that prints each profile it creates (kata 2).
+
+    ``KATA_DEMO_FAIL=profiles`` makes it "down": each call says so and raises ConnectionError,
+    so you can watch whether the task queued after it still runs.
+    """
 
     label = "demo profiles"
 
     def create(self, user_id: int, email: str) -> None:
+        self._log(f"creating the profile of user {user_id} <{email}> (takes {self.delay:g} s)")
         time.sleep(self.delay)
+        if _told_to_fail("profiles"):
+            self._log(f"DOWN ({FAIL_VAR}): raising ConnectionError for user {user_id}")
+            raise ConnectionError("the demo profile store is down")
         self._log(f"created the profile of user {user_id} <{email}>")
 
 
 class ConsoleAnalytics(_Console):
-    """An analytics sink that prints each record (kata 2)."""
+    """An analytics sink that prints each record (kata 2); ``KATA_DEMO_FAIL=analytics`` makes it raise."""
 
     label = "demo analytics"
 
     def record(self, event: str, user_id: int, ip_address: str) -> None:
+        if _told_to_fail("analytics"):
+            self._log(f"DOWN ({FAIL_VAR}): raising ConnectionError for {event} of user {user_id}")
+            raise ConnectionError("the demo analytics sink is down")
         self._log(f"{event}: user {user_id} from {ip_address}")
 
 

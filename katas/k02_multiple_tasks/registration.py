@@ -52,8 +52,8 @@ class AnalyticsSink(Protocol):
 class RegistrationRequest(BaseModel):
     """What a client sends to register: the address to welcome."""
 
-    # TODO(k02) task 1: declare `email`, a required and valid address. A request without
-    # one, or with a malformed one, must get a 422 and queue nothing.
+    # TODO(k02) task 1: `email`, required, and a valid address as mail servers read it.
+    # A body without one, or with a malformed one, must be answered 422 and queue nothing.
 
 
 # ------------------------------------------------------------------ the three tasks
@@ -80,15 +80,17 @@ def log_user_registration(analytics: AnalyticsSink, user_id: int, ip_address: st
 
 def client_address(request: Request) -> str:
     """The address of the client that sent ``request``; UNKNOWN_ADDRESS if the server cannot tell."""
-    # TODO(k02) task 2: the host of the peer that sent this request (not the server's
-    # name), or UNKNOWN_ADDRESS when the server does not know the peer.
+    # TODO(k02) task 2: the host of the peer at the other end of the connection (not the
+    # server's name, and no header a client can write), or `UNKNOWN_ADDRESS` when the
+    # server knows no peer.
     raise NotImplementedError("TODO(k02) task 2: find the client's address")
 
 
 def run_safely(task: Callable[..., object], *args: object, **kwargs: object) -> None:
     """Run one background task; if it fails, log the failure with its traceback and return."""
-    # TODO(k02) task 3: call task(*args, **kwargs). If it raises an Exception, log it
-    # with its traceback, naming the task, and return normally.
+    # TODO(k02) task 3: run the task once, with all its arguments. If it raises an
+    # Exception, log one ERROR record through `logger` that names the task and carries the
+    # traceback, then return normally. Anything that is not an Exception passes through.
     raise NotImplementedError("TODO(k02) task 3: run the task, log its failure, carry on")
 
 
@@ -98,14 +100,14 @@ def create_app(mailer: Mailer, profiles: ProfileStore, analytics: AnalyticsSink)
     user_ids = itertools.count(1)  # stands in for the database's id sequence
 
     @app.post("/registrations", status_code=201)
-    async def register(
-        registration: RegistrationRequest, request: Request, background_tasks: BackgroundTasks
-    ) -> dict[str, int | str]:
+    async def register(request: Request, background_tasks: BackgroundTasks) -> dict[str, int | str]:
         """Register a user; welcome, profile and analytics follow, in that order, after the response."""
+        # TODO(k02) task 1: the endpoint takes the JSON body as a `RegistrationRequest`, so
+        # that FastAPI answers 422 for a bad body before this code runs.
         user_id = next(user_ids)  # the new account's id: a database insert would give it
-        # TODO(k02) task 4: queue the three tasks in this order, each through run_safely:
-        # send_welcome_email, create_user_profile, log_user_registration (with the client's
-        # address). Then answer {"user_id": user_id, "email": <the address>}.
+        # TODO(k02) task 4: queue the three tasks to run after the response, in this order:
+        # the welcome email, the profile, the analytics record (with the client's address),
+        # each through `run_safely`. Then answer with the new user's `user_id` and `email`.
         raise NotImplementedError(f"TODO(k02) task 4: queue the three tasks for user {user_id}")
 
     return app

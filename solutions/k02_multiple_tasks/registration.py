@@ -95,7 +95,8 @@ def run_safely(task: Callable[..., object], *args: object, **kwargs: object) -> 
         task(*args, **kwargs)
     except Exception:
         # Starlette runs no later task once one raises: log it, traceback included, and
-        # return normally. Only Exception: KeyboardInterrupt and SystemExit must get through.
+        # return normally. Only Exception: SystemExit, KeyboardInterrupt and CancelledError
+        # are BaseExceptions, and shutdown and cancellation depend on them getting through.
         logger.exception("background task %s failed", getattr(task, "__name__", repr(task)))
 
 
