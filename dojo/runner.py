@@ -311,9 +311,10 @@ class Request:
     impl: str = "katas"
     options: tuple[str, ...] = ()
     timeout: float = RUN_TIMEOUT
+    again: bool = True  # the next request is likely the same: prepare a child for it ahead of time
 
     def to_line(self) -> str:
-        if (self.impl, self.options, self.timeout) == ("katas", (), RUN_TIMEOUT):
+        if self == Request(self.slug):
             return self.slug
         return json.dumps(asdict(self))
 
@@ -323,7 +324,9 @@ class Request:
         if not line.startswith("{"):
             return cls(line)
         data = json.loads(line)
-        return cls(str(data["slug"]), str(data["impl"]), tuple(data["options"]), float(data["timeout"]))
+        return cls(
+            str(data["slug"]), str(data["impl"]), tuple(data["options"]), float(data["timeout"]), bool(data["again"])
+        )
 
 
 class ForkServer:
@@ -385,9 +388,57 @@ def _import_stack(skip: tuple[str, ...] = ()) -> None:
             importlib.import_module(name)
 
 
+def _exercise_stack() -> None:
+    """Serve one request through an app like a kata's: FastAPI and pydantic import more on first use.
+
+    Building a route with a model body imports ``pydantic.v1`` (FastAPI checks each model
+    against it, ~0.25 s), the lifespan manager its asyncio backend: once here, not in
+    every forked run.
+    """
+    import asyncio
+
+    import fastapi
+    import httpx
+    import pydantic
+    from asgi_lifespan import LifespanManager
+
+    class Body(pydantic.BaseModel):
+        name: str = ""
+
+    app = fastapi.FastAPI()
+
+    @app.post("/warm-up", status_code=202)
+    async def warm_up(body: Body, background_tasks: fastapi.BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(lambda: None)
+        return {"name": body.name}
+
+    async def request() -> None:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
+                await client.post("/warm-up", json={"name": "x"})
+
+    asyncio.run(request())
+
+
+def _freeze() -> None:
+    """Keep what is imported so far out of the garbage collector's sight in every forked child.
+
+    A child's collections then scan only what its run made, not the whole warm stack (and
+    leave the parent's pages shared instead of copying them on write).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _warm_up() -> None:
     """Import the stack and let pytest load its plugins once, so each fork starts warm."""
     _import_stack()
+    with contextlib.suppress(Exception):  # only a head start: a run that needs what failed here fails on its own
+        _exercise_stack()
+    _freeze()
     with _quiet():
         pytest.main(
             [
@@ -540,6 +591,7 @@ def _serve() -> int:
             if request.slug not in warmed:
                 _warm_for(request.slug)
                 warmed.add(request.slug)
+                _freeze()
             child, prepared = prepared or _prepare(request), None
             verdict = _collect(child)
             try:
@@ -548,7 +600,8 @@ def _serve() -> int:
             except BrokenPipeError:  # `kata watch` has quit: leave quietly, even at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 break
-            prepared = _prepare(request)  # configured and collected while the learner reads and edits
+            if request.again:
+                prepared = _prepare(request)  # configured and collected while the learner reads and edits
     finally:
         if prepared is not None:
             _discard(prepared)

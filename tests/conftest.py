@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
+import threading
 from dataclasses import dataclass, field
 
 import pytest
 
-from dojo.manifest import REPO_ROOT, Kata
+from dojo.manifest import Kata
+from dojo.runner import ForkServer, Request, Verdict
 
 # pytester runs specs in process for these checks only: a learner's `pytest katas/...`
 # never loads it (this conftest is not on their path). tests/test_repository.py checks that.
@@ -42,53 +45,113 @@ class SpecRun:
         )
 
 
-def run_specs(pytester: pytest.Pytester, kata: Kata, impl: str) -> SpecRun:
-    """Run ``kata``'s specs in process against ``impl`` (a value of the --impl switch).
+#: Kata runs at once (each in a warm fork server of dojo.runner): the machine's two cores.
+WORKERS = 2
 
-    Against the solution the specs run in a random order (pytest-randomly; the seed is in
-    the output), with every hypothesis phase: green must not depend on order. Against a
-    stub or a mutant only the verdict matters, so failing properties are not shrunk, and
-    a mutant's run stops at the first spec that rejects it (``KATAS_EVERY_REJECTION=1``
-    runs them all, to see every spec that rejects each mutant).
+
+def _options(impl: str, seed: int) -> tuple[str, ...]:
+    """Against the solution the specs run in a random order (pytest-randomly, ``seed``), with
+    every hypothesis phase: green must not depend on order. Against a stub or a mutant only
+    the verdict matters, so failing properties are not shrunk, and a mutant's run stops at
+    the first spec that rejects it (``KATAS_EVERY_REJECTION=1`` runs them all, to see every
+    spec that rejects each mutant).
     """
-    extra = ["-p", "randomly"] if impl == "solutions" else ["--hypothesis-profile=katas-check"]
+    if impl == "solutions":
+        return ("-p", "randomly", f"--randomly-seed={seed}")
+    options = ("--hypothesis-profile=katas-check",)
     if impl.startswith("mutant:") and os.environ.get("KATAS_EVERY_REJECTION") != "1":
-        extra.append("--maxfail=1")
-    result = pytester.runpytest_inprocess(
-        str(kata.spec_path),
-        f"--impl={impl}",
-        f"--rootdir={REPO_ROOT}",
-        "-c",
-        str(REPO_ROOT / "pyproject.toml"),
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        # pytest's own traceback style re-parses every source file of every frame: ~30 ms
-        # a failure, most of a stub run. The checks read outcomes, not tracebacks.
-        "--tb=native",
-        *extra,
-    )
-    run = SpecRun(output=str(result.stdout))
-    for report in result.reprec.getreports("pytest_collectreport"):
-        if report.failed:
-            run.errors.append(f"collecting {report.nodeid}")
-    for report in result.reprec.getreports("pytest_runtest_logreport"):
-        name = report.nodeid.split("::", 1)[-1]
-        if report.when == "call":
-            {"passed": run.passed, "failed": run.failed, "skipped": run.skipped}[report.outcome].append(name)
-        elif report.failed:
-            run.errors.append(f"{name} ({report.when})")
-        elif report.skipped:
-            run.skipped.append(name)
+        options += ("-x",)
+    return options
+
+
+def _spec_run(verdict: Verdict, impl: str, seed: int) -> SpecRun:
+    run = SpecRun()
+    lines = [f"{verdict.slug} against --impl={impl}" + (f" (--randomly-seed={seed})" if impl == "solutions" else "")]
+    if verdict.problem:
+        run.errors.append(verdict.problem.splitlines()[0])
+        lines.append(verdict.problem)
+    for spec in verdict.specs:
+        {"passed": run.passed, "failed": run.failed, "skipped": run.skipped}.get(spec.outcome, run.errors).append(
+            spec.name
+        )
+        lines.append(f"  {spec.outcome:7} {spec.name}" + (f"\n{spec.message}" if spec.message else ""))
+    run.output = "\n".join(lines)
     return run
 
 
+class SpecRuns:
+    """Every kata run the selected checks need, made at once on first use, two at a time.
+
+    A check says which run it needs with ``@pytest.mark.spec_run(IMPL)`` (``"shipped"``,
+    ``"solutions"``, or ``"mutant"`` for its ``mutant`` parameter's own value). Each run
+    is a fresh child forked from a warm process (dojo.runner's fork server), so the runs
+    share the two cores and none pays for importing the stack.
+    """
+
+    def __init__(self, session: pytest.Session) -> None:
+        self.session = session
+        self.seed = random.Random().randrange(2**32)  # noqa: S311 - an order to shuffle specs in, not a secret
+        self.runs: dict[tuple[str, str], SpecRun] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def wanted(item: pytest.Item) -> tuple[str, str] | None:
+        marker = item.get_closest_marker("spec_run")
+        params = getattr(item, "callspec", None)
+        if marker is None or params is None:
+            return None
+        if marker.args[0] == "mutant":
+            mutant = params.params["mutant"]
+            return mutant.slug, mutant.spec
+        return params.params["kata"].slug, marker.args[0]
+
+    def get(self, slug: str, impl: str) -> SpecRun:
+        with self.lock:
+            if (slug, impl) not in self.runs:
+                needed = {key for item in self.session.items if (key := self.wanted(item)) is not None}
+                needed.add((slug, impl))
+                self._run_all(sorted(needed - set(self.runs), key=lambda key: key[1] != "solutions"))
+            return self.runs[slug, impl]
+
+    def _run_all(self, keys: list[tuple[str, str]]) -> None:
+        todo = list(keys)
+        pick = threading.Lock()
+
+        def work() -> None:
+            server = ForkServer()
+            try:
+                while True:
+                    with pick:
+                        if not todo:
+                            return
+                        slug, impl = todo.pop(0)
+                    request = Request(slug, impl, _options(impl, self.seed), again=False)
+                    self.runs[slug, impl] = _spec_run(server.run(request), impl, self.seed)
+            finally:
+                server.close()
+
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(min(WORKERS, len(keys)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "spec_run(impl): the kata run a check of tests/test_katas.py reads")
+
+
+@pytest.fixture(scope="session", name="spec_runs")
+def _spec_runs(request: pytest.FixtureRequest) -> SpecRuns:
+    return SpecRuns(request.session)
+
+
 @pytest.fixture(name="run_specs")
-def _run_specs(pytester: pytest.Pytester):
-    """``run_specs(kata, impl)``: that kata's specs against that code, in process."""
+def _run_specs(spec_runs: SpecRuns):
+    """``run_specs(kata, impl)``: that kata's specs against that code (``impl``: a value of --impl)."""
 
     def run(kata: Kata, impl: str) -> SpecRun:
-        return run_specs(pytester, kata, impl)
+        return spec_runs.get(kata.slug, impl)
 
     return run
 

@@ -1,7 +1,8 @@
 """Every kata, against every kind of code: stub red, solution green, each mutant rejected.
 
 The stub is judged as shipped (``--impl=shipped``), so these checks stay green in a
-learner's clone whatever the learner has done to ``katas/``.
+learner's clone whatever the learner has done to ``katas/``. The runs themselves are made
+two at a time by warm fork servers, all on first use (``run_specs`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ KATAS = list(manifest.load())
 MUTANTS = [mutant for kata in KATAS for mutant in impl.mutants(kata.slug)]
 
 
+@pytest.mark.spec_run("shipped")
 @pytest.mark.parametrize("kata", KATAS, ids=lambda kata: kata.slug)
 def test_every_spec_fails_on_the_stub_as_shipped_and_none_errors(kata, run_specs):
     """The learner starts red: each spec is a failure that teaches, not a crash."""
@@ -26,6 +28,7 @@ def test_every_spec_fails_on_the_stub_as_shipped_and_none_errors(kata, run_specs
     assert not run.skipped, f"{kata.slug}: specs skipped against the stub: {run.skipped}"
 
 
+@pytest.mark.spec_run("solutions")
 @pytest.mark.parametrize("kata", KATAS, ids=lambda kata: kata.slug)
 def test_every_spec_passes_on_the_solution(kata, run_specs):
     """The model answer is green, with nothing skipped."""
@@ -36,6 +39,7 @@ def test_every_spec_passes_on_the_solution(kata, run_specs):
     )
 
 
+@pytest.mark.spec_run("mutant")
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda mutant: f"{mutant.slug}/{mutant.name}")
 def test_every_mutant_is_rejected_first_by_a_spec_of_the_task_that_teaches_it(mutant, run_specs, record_property):
     """Each wrong version we know of fails some spec, the first of them (file order) in the mistake's task."""

@@ -233,3 +233,25 @@ def test_the_committed_results_are_current():
     """CI's cheap check: rerun the pass (and commit its record) after changing a solution or its specs."""
     problems = [problem for kata in manifest.load() for problem in mutation.stale(kata)]
     assert not problems, "\n".join(problems)
+
+
+def test_check_fails_when_the_measured_survivors_differ_from_the_record(monkeypatch, capsys):
+    """`--check` (CI) passes only on the recorded survivors and score."""
+    recorded = mutation.load_review(K01.slug).measured
+    by_id = {m.id: m for m in mutation.mutations_of(K01)}
+    survivors = {str(name) for name in recorded["survivors"]} | set(mutation.load_review(K01.slug).equivalents)
+    surviving: set[str] = set()
+
+    def fake_measure(kata, **_options):
+        outcomes = [
+            mutation.Outcome(m, "survived") if name in surviving else mutation.Outcome(m, "rejected", "test_x")
+            for name, m in by_id.items()
+        ]
+        return mutation.Score(kata.slug, outcomes, mutation.load_review(kata.slug).equivalents)
+
+    monkeypatch.setattr(mutation, "measure", fake_measure)
+    surviving = set(survivors)
+    assert mutation.main([K01.slug, "--check"]) == 0
+    surviving = survivors | {next(name for name in by_id if name not in survivors)}  # one more survivor
+    assert mutation.main([K01.slug, "--check"]) == 1
+    assert "rerun with --record" in capsys.readouterr().out
