@@ -125,7 +125,7 @@ def create_app(handler: Handler, queue: JobQueue | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         """Run the worker for as long as the app runs."""
-        # Started at start-up, cancelled and awaited at shutdown: no task left pending.
+        # A task of its own, kept in `worker` until shutdown (the loop holds tasks only weakly).
         worker = asyncio.create_task(run_worker(jobs, handler), name="k04 priority worker")
         try:
             yield
