@@ -16,7 +16,7 @@ import asyncio  # noqa: F401 - you will need it
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -37,11 +37,11 @@ class Priority(str, Enum):
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work waiting for the worker."""
+    """One unit of work waiting for the worker (frozen: a job waiting in a heap must not change)."""
 
     id: str
     priority: Priority
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any]
 
 
 #: What the worker does with a job: the real work in production, a fake in the specs.
@@ -50,9 +50,9 @@ Handler = Callable[[Job], Awaitable[None]]
 
 def rank(priority: Priority) -> int:
     """The priority's place in the line: the smaller, the sooner (0 is served first)."""
-    # TODO(k04) task 1: a whole number per priority, smallest for urgent, then high,
-    # normal, low. Neither the names' alphabetical order nor the order the enum lists
-    # them in is that order.
+    # TODO(k04) task 1: a whole number per priority, counting from 0 for urgent, then
+    # high, normal, low. Neither the names' alphabetical order nor the order the enum
+    # lists them in is that order.
     raise NotImplementedError("TODO(k04) task 1: rank the priorities")
 
 
@@ -129,9 +129,9 @@ def create_app(handler: Handler, queue: JobQueue | None = None) -> FastAPI:
     @app.post("/jobs", status_code=202)
     async def submit_job(request: JobRequest) -> dict[str, Any]:
         """Queue a job for the worker; answer with its id and place in the line."""
-        # TODO(k04) task 4: a `Job` with an id no other job ever had, put in the line the
-        # worker reads; the answer holds its `id`, `priority` and `position`. The job is
-        # never run here: the worker runs it.
+        # TODO(k04) task 4: a `Job` with an id no other job ever had (`job-1`, `job-2` and
+        # so on, in the order jobs are accepted), put in the line the worker reads; the
+        # answer holds its `id`, `priority` and `position`. The job is never run here.
         raise NotImplementedError("TODO(k04) task 4: queue the job and answer 202")
 
     @app.get("/queue")

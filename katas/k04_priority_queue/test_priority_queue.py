@@ -22,7 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dojo.impl import kata_module
+from dojo.plugin import KataClient
 from dojo.teach import expect_status, expect_type, lesson
+from dojo.timeline import CatchAppErrors
 from dojo.virtual_clock import after_time_passes, idle_wait, stop_task
 
 jobs = kata_module("k04_priority_queue", "jobs")
@@ -253,6 +255,13 @@ def test_urgent_ranks_before_high_before_normal_before_low():
         revisit="task 1: spell the order out; the names sorted give high, low, normal, urgent, and the enum lists "
         "low first (README: Rank the priorities)",
     )
+    expected = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+    assert ranks == expected, lesson(
+        expected=str(expected),
+        got=str(ranks),
+        revisit="task 1: the ranks count from zero for urgent, one more for each priority after it "
+        "(README: Rank the priorities)",
+    )
 
 
 # ---------------------------------------------------------------- task 2: the queue
@@ -286,6 +295,25 @@ def test_jobs_of_equal_priority_come_out_in_the_order_they_arrived():
         got=line(got),
         revisit="task 2: among equal ranks the heap orders by what comes next in the entry: a number that grows "
         "with every arrival keeps them first come, first served (README: A priority queue, and order among equals)",
+    )
+
+
+@pytest.mark.task(2)
+def test_a_waiting_job_cannot_be_changed_behind_the_queues_back():
+    """The heap placed each job by its rank when it was put: a job that changed later would break its order."""
+    queue = jobs.JobQueue()
+    job = make_job(1, "low")
+    put_all(queue, [job])
+    outcome = "it changed"
+    try:
+        job.priority = jobs.Priority.URGENT
+    except AttributeError as error:  # dataclasses.FrozenInstanceError is one
+        outcome = f"refused ({type(error).__name__})"
+    assert outcome.startswith("refused"), lesson(
+        expected="setting the priority of a queued job is refused: a Job is frozen",
+        got=f"{outcome}: the job now says {job.priority.value}, but the heap still holds it where low jobs go",
+        revisit="task 2: a heap orders its entries when they are put and never looks again, so what it holds "
+        "must not change while it waits (README: A priority queue, and order among equals)",
     )
 
 
@@ -769,8 +797,8 @@ async def test_ids_never_repeat_even_after_the_worker_has_emptied_the_queue(clie
             )
         )
         await settle(lambda n=n: len(handler.finished) > n)  # the worker empties the queue each time
-    assert len(set(ids)) == 3, lesson(
-        expected="three different ids, each job posted once the worker had emptied the queue",
+    assert ids == ["job-1", "job-2", "job-3"], lesson(
+        expected="job-1, job-2, job-3: three different ids, each job posted once the worker had emptied the queue",
         got=str(ids),
         revisit="task 4: an id comes from a counter of its own that never goes back, not from how many jobs "
         "are waiting (README: Accept jobs over HTTP)",
@@ -849,6 +877,25 @@ async def test_any_json_object_is_a_payload_handed_to_the_worker_unchanged(clien
         expected=f"the worker gets the payload {payload}",
         got=str(got),
         revisit="task 4: the job carries the payload as posted (README: Accept jobs over HTTP)",
+    )
+
+
+@pytest.mark.task(4)
+async def test_an_app_built_without_a_queue_makes_its_own(handler, settle):
+    """`kata serve` builds the app with a handler only: it must make its own queue and worker."""
+    app = jobs.create_app(handler=handler)
+    lifespan = await started(app)
+    async with KataClient(CatchAppErrors(app)) as client:
+        response = await client.post("/jobs", json={"payload": {"n": 1}, "priority": "high"})
+        await settle(lambda: handler.finished)
+        depth = await client.get("/queue")
+    await lifespan.stop()
+    got = f"{response.status_code} {response.text[:150]}; handled: {line(handler.finished)}; /queue: {depth.text[:150]}"
+    assert response.status_code == 202 and len(handler.finished) == 1 and depth.status_code == 200, lesson(
+        expected="202, the job handled by the app's own worker, and 200 from GET /queue",
+        got=got,
+        revisit="task 4: with no queue given, the app makes one of its own, which its endpoints and its worker "
+        "share (README: Accept jobs over HTTP)",
     )
 
 
