@@ -159,6 +159,29 @@ class ConsoleImporter(ConsoleWorker):
         self._log(f"imported {item!r}")
 
 
+class ConsoleJobHandler(_Console):
+    """Kata 4's job handler: each job takes ``delay`` seconds and says when it starts and ends.
+
+    Cancelled mid-job (the server shuts down), it says so, takes a moment to clean up and
+    says that too, so the terminal shows whether shutdown waited for it; the jobs still
+    waiting in the queue are never mentioned again.
+    """
+
+    label = "demo worker"
+
+    async def __call__(self, job: Any) -> None:
+        name = f"{getattr(job, 'id', job)} ({getattr(getattr(job, 'priority', ''), 'value', '?')})"
+        self._log(f"{name} {getattr(job, 'payload', '')}: working (takes {self.delay:g} s)")
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self._log(f"{name}: interrupted by the shutdown, cleaning up; nothing will run this job again")
+            await asyncio.sleep(min(self.delay, 0.5))
+            self._log(f"{name}: cleaned up")
+            raise
+        self._log(f"{name}: done")
+
+
 class RealClock:
     """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
 
@@ -191,7 +214,7 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
     "analytics": ConsoleAnalytics,
     "gateway": SlowGateway,
     "rng": lambda: random.random,
-    "handler": ConsoleWorker,
+    "handler": ConsoleJobHandler,
     "process": ConsoleImporter,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -457,3 +458,117 @@ async def test_closing_the_timeline_settles_the_calls_a_spec_abandoned():
     assert not finished._log_traceback, "close() read the exception"
     await asyncio.sleep(0)
     assert hanging.cancelled(), "close() cancelled the call still running"
+
+
+# ------------------------------------------------------------------ the virtual clock (dojo/virtual_clock.py)
+
+
+def on_the_virtual_clock(main):
+    """Run ``main()`` on a fresh VirtualClockLoop (works on 3.10, which has no asyncio.Runner)."""
+    from dojo.virtual_clock import VirtualClockLoop
+
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_the_virtual_clock_stands_still_while_anything_can_run_so_a_poller_never_wakes():
+    from dojo.virtual_clock import after_time_passes, settle
+
+    async def main():
+        box = []
+
+        async def poll():
+            while not box:  # noqa: ASYNC110 - the polling under test
+                await asyncio.sleep(0.01)
+
+        poller = asyncio.ensure_future(poll())
+        await settle(lambda: False, rounds=3)  # the poller looked once, and sleeps
+        box.append("a job")
+        woke = await settle(poller.done)
+        late = await after_time_passes(poller.done)
+        return woke, late, asyncio.get_running_loop().time()
+
+    woke, late, now = on_the_virtual_clock(main)
+    assert (woke, late) == (False, True)
+    assert now == pytest.approx(1.0)
+
+
+def test_the_virtual_clock_jumps_when_idle_so_an_hour_passes_at_once_and_timeouts_fire():
+    import time
+
+    from dojo.virtual_clock import running_loop
+
+    async def main():
+        await asyncio.sleep(3600)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), 5)
+        return running_loop().time()
+
+    started = time.perf_counter()
+    assert on_the_virtual_clock(main) == pytest.approx(3605)
+    assert time.perf_counter() - started < 2
+
+
+def test_a_task_that_never_lets_the_loop_rest_cannot_starve_a_timeout():
+    from dojo.virtual_clock import BUSY_LIMIT, idle_wait
+
+    async def main():
+        async def spin():
+            while True:  # noqa: ASYNC110 - the polling under test
+                await asyncio.sleep(0)
+
+        spinner = asyncio.ensure_future(spin())
+        busy, jumps = await idle_wait(10)
+        spinner.cancel()
+        return busy, jumps
+
+    busy, jumps = on_the_virtual_clock(main)
+    assert busy >= BUSY_LIMIT
+    assert jumps == 1
+
+
+def test_idle_wait_tells_a_parked_task_from_a_polling_one():
+    from dojo.virtual_clock import idle_wait, settle
+
+    async def main():
+        event = asyncio.Event()
+        parked = asyncio.ensure_future(event.wait())
+        await settle(lambda: False, rounds=3)
+        quiet = await idle_wait(10)
+
+        async def poll():
+            while not event.is_set():  # noqa: ASYNC110 - the polling under test
+                await asyncio.sleep(0.01)
+
+        poller = asyncio.ensure_future(poll())
+        noisy = await idle_wait(10)
+        event.set()
+        await asyncio.gather(parked, poller)
+        return quiet, noisy
+
+    (quiet_busy, quiet_jumps), (_, noisy_jumps) = on_the_virtual_clock(main)
+    assert quiet_busy <= 2
+    assert quiet_jumps == 1
+    assert noisy_jumps >= 1000
+
+
+def test_stop_leftovers_ends_even_a_task_that_swallows_its_cancellation():
+    from dojo.virtual_clock import stop_leftovers
+
+    async def main():
+        before = asyncio.all_tasks()
+
+        async def stubborn():
+            while True:
+                with contextlib.suppress(asyncio.CancelledError):  # the mistake under test
+                    await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(stubborn())
+        await asyncio.sleep(0)
+        await stop_leftovers(before)
+        return task.done()
+
+    assert on_the_virtual_clock(main) is True

@@ -1,30 +1,56 @@
-"""Fixtures for kata 4: a fake job handler, a queue the specs can reach, and the app.
+"""Fixtures for kata 4: the specs' own clock, a fake job handler, a queue, the app.
 
-Nothing here waits on real time. The worker, the app and the specs share one event
-loop, so ``settle`` lets that loop run a bounded number of turns (``asyncio.sleep(0)``)
-until something holds; a correct app needs a handful of turns, a wrong one never gets
-there and the spec fails with a lesson instead of hanging.
+**No real time reaches a verdict.** Every async spec of this kata runs on an event loop
+whose clock is virtual (dojo/virtual_clock.py): it stands still while anything can run
+and jumps to the next timer when nothing can. A worker that waits on the queue takes a
+new job within a few turns of the loop; a worker that polls (sleeps and looks again) is
+asleep on a timer that never fires while a spec lets the loop turn, so it fails every
+time, on any machine. A wait that ends on a time limit ends at once when the code under
+test is stuck.
+
+The handler is fake too: it can *hold* each job, so jobs pile up behind a busy worker,
+and when it is cancelled mid-job it takes a few turns to clean up, as real work does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from dojo.impl import kata_module
 from dojo.timeline import Timeline
+from dojo.virtual_clock import VirtualClockLoop, settle, stop_leftovers
 
 jobs = kata_module("k04_priority_queue", "jobs")
 
 JOB_STARTED = "job started"
 JOB_DONE = "job done"
 JOB_FAILED = "job failed"
+JOB_CANCELLED = "job cancelled"
+JOB_CLEANED_UP = "job cleaned up"
 
-#: Turns of the event loop `settle` allows. A correct app needs far fewer.
-ROUNDS = 2000
+#: Turns of the loop the fake handler's clean-up takes after a cancellation: more than a
+#: shutdown that does not wait for its worker lets pass.
+CLEANUP_TURNS = 25
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Every async spec of this kata runs on the virtual clock."""
+    return {"virtual-clock": VirtualClockLoop}
+
+
+@pytest.fixture(autouse=True)
+async def _no_task_outlives_its_spec() -> AsyncIterator[None]:
+    """Tasks a spec's code started and left behind are stopped, so no later spec sees them."""
+    before = asyncio.all_tasks()
+    yield
+    await stop_leftovers(before)
+
+
+# ------------------------------------------------------------------ the fake handler
 
 
 def describe(job: Any) -> str:
@@ -38,13 +64,17 @@ class FakeHandler:
 
     ``hold()`` makes each job wait inside the handler until ``release()``, as slow work
     would, so jobs pile up in the queue behind it. A job whose payload has
-    ``"explode": True`` raises ``RuntimeError``, as a buggy job would.
+    ``"explode": True`` raises ``RuntimeError``, as a buggy job would. Cancelled while it
+    holds a job, it takes ``CLEANUP_TURNS`` turns of the loop to clean up, then lets the
+    cancellation go on.
     """
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
         self.started: list[Any] = []
         self.finished: list[Any] = []
+        self.cancelled: list[Any] = []
+        self.cleaned_up: list[Any] = []
         self._gate = asyncio.Event()
         self._gate.set()
 
@@ -57,7 +87,16 @@ class FakeHandler:
     async def __call__(self, job: Any) -> None:
         self.started.append(job)
         self.timeline.record(JOB_STARTED, describe(job))
-        await self._gate.wait()
+        try:
+            await self._gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(job)
+            self.timeline.record(JOB_CANCELLED, describe(job))
+            for _ in range(CLEANUP_TURNS):
+                await asyncio.sleep(0)
+            self.cleaned_up.append(job)
+            self.timeline.record(JOB_CLEANED_UP, describe(job))
+            raise
         if isinstance(job.payload, dict) and job.payload.get("explode"):
             self.timeline.record(JOB_FAILED, describe(job))
             raise RuntimeError(f"job {job.id} exploded, as the spec asked it to")
@@ -71,25 +110,18 @@ class FakeHandler:
 Settle = Callable[[Callable[[], object]], Awaitable[bool]]
 
 
-async def _settle(condition: Callable[[], object], rounds: int = ROUNDS) -> bool:
-    """Let the event loop run until ``condition()`` holds; False if it never does."""
-    for _ in range(rounds):
-        if condition():
-            return True
-        await asyncio.sleep(0)  # one turn of the loop: no real time passes
-    return bool(condition())
-
-
 @pytest.fixture(name="settle")
 def _settle_fixture() -> Settle:
-    """``await settle(lambda: ...)``: run the loop until that holds (bounded, no clock)."""
-    return _settle
+    """``await settle(lambda: ...)``: run the loop until that holds (bounded, no time passes)."""
+    return settle
 
 
 @pytest.fixture(name="handler")
-def _handler(timeline: Timeline) -> FakeHandler:
-    """The fake work every job is handed to."""
-    return FakeHandler(timeline)
+def _handler(timeline: Timeline) -> Iterator[FakeHandler]:
+    """The fake work every job is handed to (released after the spec, so nothing stays held)."""
+    handler = FakeHandler(timeline)
+    yield handler
+    handler.release()
 
 
 @pytest.fixture(name="queue")

@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -38,11 +38,11 @@ class Priority(str, Enum):
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work waiting for the worker."""
+    """One unit of work waiting for the worker (frozen: a job waiting in a heap must not change)."""
 
     id: str
     priority: Priority
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any]
 
 
 #: What the worker does with a job: the real work in production, a fake in the specs.
@@ -125,7 +125,7 @@ def create_app(handler: Handler, queue: JobQueue | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         """Run the worker for as long as the app runs."""
-        # Started at start-up, cancelled and awaited at shutdown: no task left pending.
+        # A task of its own, kept in `worker` until shutdown (the loop holds tasks only weakly).
         worker = asyncio.create_task(run_worker(jobs, handler), name="k04 priority worker")
         try:
             yield
