@@ -24,6 +24,7 @@ from dojo.timeline import RESPONSE_COMPLETE, Timeline
 notifications = kata_module("k01_fire_and_forget", "notifications")
 
 VALID = {"email": "ada@example.com", "message": "Your report is ready."}
+SUBJECT = "You have a new notification"  # the product's subject line, the stub's SUBJECT as shipped
 
 # The lessons each task's failures point back to (task N: the idea (README: the section)).
 VALIDATE_ADDRESS = (
@@ -250,7 +251,7 @@ async def test_the_email_task_sends_one_email_to_the_address_with_the_message(ou
             assert ended, lesson(
                 expected="the task to end", got=f"still running after {timeline.safety_timeout} s", revisit=THE_TASK
             )
-    expected = [("grace@example.com", notifications.SUBJECT, "Build finished.")]
+    expected = [("grace@example.com", SUBJECT, "Build finished.")]
     got = outbox.sent_inside()
     for email in got:
         expect_type(email, tuple, items=(str,), what="the email's (to, subject, body)", revisit=THE_TASK)
@@ -318,7 +319,7 @@ def expect_one_email(outbox: FakeOutbox, timeline: Timeline, email: str, message
     got = outbox.sent_inside()
     for sent in got:
         expect_type(sent, tuple, items=(str,), what="the email's (to, subject, body)", revisit=THE_QUEUE)
-    expected = [(email, notifications.SUBJECT, message)]
+    expected = [(email, SUBJECT, message)]
     if got != expected:
         shown = [
             (to, subject, f"{body[:40]}... ({len(body)} characters)" if len(body) > 40 else body)
@@ -329,7 +330,7 @@ def expect_one_email(outbox: FakeOutbox, timeline: Timeline, email: str, message
             "before the request's call returns. An email sent from the endpoint, or from a task or thread started "
             "there, counts as sent from elsewhere (README: A task of your own is not a background task)."
             + lesson(
-                expected=f"one email (to, subject, body): {(email, notifications.SUBJECT, message[:40])}",
+                expected=f"one email (to, subject, body): {(email, SUBJECT, message[:40])}",
                 got=f"{len(got)} sent by them: {shown}; {outbox.sent_outside()} sent from elsewhere so far",
                 revisit=THE_QUEUE,
             )
