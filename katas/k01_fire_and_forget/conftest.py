@@ -16,6 +16,9 @@ every time, however fast or slow it runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,7 +29,8 @@ import pytest
 
 from dojo.fakes import FakeOutbox
 from dojo.impl import kata_module
-from dojo.timeline import ASGIApp, Timeline
+from dojo.teach import lesson
+from dojo.timeline import ASGIApp, Exchange, Timeline
 
 notifications = kata_module("k01_fire_and_forget", "notifications")
 
@@ -135,6 +139,43 @@ def _app(outbox: WitnessOutbox) -> ASGIApp:
     return background_window(notifications.create_app(mailer=outbox))
 
 
+def in_thread(func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """Call ``func(*args)`` in a daemon thread of its own, in the caller's context; a future of its result.
+
+    Not ``asyncio.to_thread``: the event loop's executor is joined when the loop closes, so a
+    function that never returns would hang the run after its spec had failed. This thread is
+    simply left behind, and dies with the process.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        try:
+            result, error = context.run(func, *args), None
+        except BaseException as raised:  # noqa: BLE001 - handed to the spec, whatever it is
+            result, error = None, raised
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the spec has long ended
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="k01 spec: the task, called directly", daemon=True).start()
+    return future
+
+
+@pytest.fixture(name="in_thread")
+def _in_thread() -> Callable[..., asyncio.Future[Any]]:
+    """``await within(in_thread(func, *args))``: see :func:`in_thread`."""
+    return in_thread
+
+
 @pytest.fixture(name="within")
 def _within() -> Callable[..., Awaitable[tuple[bool, Any]]]:
     """``await within(awaitable)``: (True, its result or exception), or (False, None) after BOUND seconds."""
@@ -154,3 +195,76 @@ async def within(awaitable: Awaitable[Any], seconds: float = BOUND) -> tuple[boo
     if task.cancelled():
         return True, asyncio.CancelledError()
     return True, task.exception() or task.result()
+
+
+NEVER_ENDS = (
+    "task 3: the background tasks run inside the request, so a task that never returns keeps the request "
+    "from ever ending (README: The response first, then the tasks)"
+)
+
+
+def _hung(what: str, timeline: Timeline) -> None:
+    __tracebackhide__ = True
+    pytest.fail(
+        f"{what} was still running after {BOUND} s."
+        + lesson(
+            expected="the response, and then the request's background tasks, each to end",
+            got="something in the endpoint or in its background task never returned",
+            revisit=NEVER_ENDS,
+        )
+        + timeline.render(),
+        pytrace=False,
+    )
+
+
+@pytest.fixture(name="post")
+def _post(client: Any, timeline: Timeline) -> Callable[..., Awaitable[Any]]:
+    """``await post(json=...)`` (or ``content=``): POST /notifications through the test client, at most BOUND s.
+
+    Like every test client, it returns once the request's background tasks have run.
+    """
+
+    async def post(**kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        ended, response = await within(client.post("/notifications", **kwargs))
+        if not ended:
+            _hung("The request", timeline)
+        if isinstance(response, BaseException):
+            raise response
+        return response
+
+    return post
+
+
+@pytest.fixture(name="call")
+def _call(app: ASGIApp, timeline: Timeline) -> Callable[..., Awaitable[Exchange]]:
+    """``await call(json=...)``: POST /notifications on the timeline, until the app returns; at most BOUND s."""
+
+    async def call(**kwargs: Any) -> Exchange:
+        __tracebackhide__ = True
+        ended, exchange = await within(timeline.start(app, "POST", "/notifications", **kwargs))
+        if not ended:
+            _hung("The request", timeline)
+        return exchange
+
+    return call
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say why the run does not end, if a background task is still running in Starlette's thread pool.
+
+    A spec gives up on a task after BOUND seconds, but a thread cannot be stopped from outside,
+    and Python waits for the thread pool's threads before it exits.
+    """
+    stuck = [t for t in threading.enumerate() if t.name == "AnyIO worker thread" and t.is_alive()]
+    for thread in stuck:
+        thread.join(0.2)  # an idle worker is on its way out once the specs' event loops are closed
+    if any(thread.is_alive() for thread in stuck):
+        terminalreporter.write_line(
+            "A background task is still running in a worker thread: it never returned, and Python waits "
+            "for it before it exits. Press Ctrl-C to stop. Find the loop or the long sleep in your task "
+            "(README: The response first, then the tasks).",
+            yellow=True,
+            bold=True,
+        )

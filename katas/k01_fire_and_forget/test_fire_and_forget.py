@@ -117,9 +117,9 @@ NOT_ADDRESSES = [
 
 @pytest.mark.task(1)
 @pytest.mark.parametrize(("email", "why"), NOT_ADDRESSES, ids=[why for _, why in NOT_ADDRESSES])
-async def test_an_address_that_is_not_an_email_is_rejected_with_422_and_nothing_is_sent(client, outbox, email, why):
+async def test_an_address_that_is_not_an_email_is_rejected_with_422_and_nothing_is_sent(post, outbox, email, why):
     """A malformed address is the client's mistake (422), and no email may go out for it."""
-    response = await client.post("/notifications", json={"email": email, "message": "hi"})
+    response = await post(json={"email": email, "message": "hi"})
     expect_status(
         response, 422, expected=f"422 Unprocessable Content for the address {email!r} ({why})", revisit=VALIDATE_ADDRESS
     )
@@ -151,9 +151,9 @@ def test_an_unusual_but_valid_address_is_accepted_as_it_is(email):
     ],
     ids=["empty", "1001 characters", "1001 non-ASCII characters"],
 )
-async def test_a_message_that_is_empty_or_too_long_is_rejected_with_422(client, outbox, message, why):
+async def test_a_message_that_is_empty_or_too_long_is_rejected_with_422(post, outbox, message, why):
     """A message has 1 to 1000 characters; outside that range is a 422 and no email."""
-    response = await client.post("/notifications", json={"email": "ada@example.com", "message": message})
+    response = await post(json={"email": "ada@example.com", "message": message})
     expect_status(response, 422, expected=f"422 for a message that is {why}", revisit=VALIDATE_MESSAGE)
     assert len(outbox) == 0, lesson(expected="no email", got=repr(outbox), revisit=VALIDATE_MESSAGE)
 
@@ -191,9 +191,9 @@ def test_a_message_of_1_to_1000_characters_is_accepted_in_any_script(message, wh
     ],
     ids=["no email", "no message", "neither"],
 )
-async def test_a_request_missing_a_field_is_rejected_with_422_naming_it(client, outbox, body, missing):
+async def test_a_request_missing_a_field_is_rejected_with_422_naming_it(post, outbox, body, missing):
     """Both fields are required: leaving one out is a 422 that names exactly what is missing, not a 500."""
-    response = await client.post("/notifications", json=body)
+    response = await post(json=body)
     expect_status(response, 422, expected=f"422 naming the missing field(s) {missing}", revisit=VALIDATE_SHAPE)
     detail = response.json().get("detail", [])
     named = sorted(
@@ -228,12 +228,12 @@ NOT_OBJECTS = [
 
 @pytest.mark.task(1)
 @pytest.mark.parametrize(("content", "why"), NOT_OBJECTS, ids=[why for _, why in NOT_OBJECTS])
-async def test_a_body_that_is_not_an_object_of_two_strings_is_rejected_with_422(client, outbox, content, why):
+async def test_a_body_that_is_not_an_object_of_two_strings_is_rejected_with_422(post, outbox, content, why):
     """Only a JSON object with a string address and a string message is a request; anything else is a 422."""
     model = model_of(VALID, revisit=VALIDATE_SHAPE)  # the object itself is a request ...
     field(model, "email", revisit=VALIDATE_SHAPE)
     field(model, "message", revisit=VALIDATE_SHAPE)
-    response = await client.post("/notifications", content=content, headers={"content-type": "application/json"})
+    response = await post(content=content, headers={"content-type": "application/json"})
     expect_status(response, 422, expected=f"422 for a body that is {why}", revisit=VALIDATE_SHAPE)
     assert len(outbox) == 0, lesson(expected="no email", got=repr(outbox), revisit=VALIDATE_SHAPE)
 
@@ -242,15 +242,22 @@ async def test_a_body_that_is_not_an_object_of_two_strings_is_rejected_with_422(
 
 
 @pytest.mark.task(2)
-async def test_the_email_task_sends_one_email_to_the_address_with_the_message(outbox, timeline, within):
+async def test_the_email_task_sends_one_email_to_the_address_with_the_message(outbox, timeline, within, in_thread):
     """Called directly, the task sends exactly one email, before it returns: right recipient, subject and body."""
     with outbox.window():
-        result = notifications.send_notification_email(outbox, "grace@example.com", "Build finished.")
-        if inspect.isawaitable(result):  # an `async def` task is fine too, if it does not block
+        # Called in a worker thread, so that a task that never returns cannot hang the spec.
+        task = notifications.send_notification_email
+        ended, result = await within(in_thread(task, outbox, "grace@example.com", "Build finished."))
+        if ended and inspect.isawaitable(result):  # an `async def` task is fine too, if it does not block
             ended, result = await within(result)
-            assert ended, lesson(
-                expected="the task to end", got=f"still running after {timeline.safety_timeout} s", revisit=THE_TASK
-            )
+    assert ended, lesson(
+        expected="the task to return once the email is sent",
+        got=f"still running after {timeline.safety_timeout} s",
+        revisit=THE_TASK,
+    )
+    assert not isinstance(result, BaseException), lesson(
+        expected="the task to send without an error", got=f"{type(result).__name__}: {result}", revisit=THE_TASK
+    )
     expected = [("grace@example.com", SUBJECT, "Build finished.")]
     got = outbox.sent_inside()
     for email in got:
@@ -298,9 +305,9 @@ async def test_the_email_task_never_blocks_the_event_loop_when_starlette_runs_it
 
 @pytest.mark.task(3)
 @pytest.mark.parametrize("email", ["ada@example.com", "grace.hopper@mail.example.org"])
-async def test_a_valid_request_is_accepted_with_202_and_a_body_that_says_it_is_queued(client, email):
+async def test_a_valid_request_is_accepted_with_202_and_a_body_that_says_it_is_queued(post, email):
     """202 Accepted, not 200: the work is queued, not done. The body says so, and for whom."""
-    response = await client.post("/notifications", json={"email": email, "message": "hi"})
+    response = await post(json={"email": email, "message": "hi"})
     expect_status(response, 202, expected="202 Accepted", revisit=THE_ANSWER)
     body = expect_type(response.json(), dict, what="the JSON body", revisit=THE_ANSWER)
     for key in ("status", "email"):
@@ -339,9 +346,9 @@ def expect_one_email(outbox: FakeOutbox, timeline: Timeline, email: str, message
 
 
 @pytest.mark.task(3)
-async def test_the_email_is_sent_after_the_response_by_the_requests_background_tasks(app, outbox, timeline):
+async def test_the_email_is_sent_after_the_response_by_the_requests_background_tasks(call, outbox, timeline):
     """The client has its whole answer before the email task starts, and the request itself sends it."""
-    exchange = await timeline.request(app, "POST", "/notifications", json=VALID)
+    exchange = await call(json=VALID)
     expect_one_email(outbox, timeline, VALID["email"], VALID["message"])
     assert exchange.error is None, lesson(
         expected="the app and its background tasks finish without an error",
@@ -391,9 +398,9 @@ UNUSUAL = [("ada+reports@example.co.uk", "x"), ("ada@exämple.com", "é" * 1000)
 @pytest.mark.parametrize(
     ("email", "message"), UNUSUAL, ids=["plus tag, 1 character", "international domain, 1000 characters"]
 )
-async def test_any_valid_request_is_queued_and_sent_as_given(app, outbox, timeline, email, message):
+async def test_any_valid_request_is_queued_and_sent_as_given(call, outbox, timeline, email, message):
     """The address and the message go out exactly as the client gave them, at both ends of the limits."""
-    exchange = await timeline.request(app, "POST", "/notifications", json={"email": email, "message": message})
+    exchange = await call(json={"email": email, "message": message})
     expect_status(exchange, 202, revisit=THE_ANSWER)
     expect_json(exchange, {"status": "queued", "email": email}, revisit=THE_ANSWER)
     expect_one_email(outbox, timeline, email, message)
