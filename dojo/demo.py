@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TextIO
 
 DELAY_VAR = "KATA_DEMO_DELAY"  # seconds a demo collaborator takes per slow call (default 2)
@@ -81,6 +82,42 @@ FAIL_VAR = "KATA_DEMO_FAIL"  # kata 2: the demo collaborators named here are "do
 def _told_to_fail(name: str) -> bool:
     """Whether ``KATA_DEMO_FAIL`` (a comma-separated list of names) names this collaborator."""
     return name in {part.strip() for part in os.environ.get(FAIL_VAR, "").split(",")}
+
+
+class ThreadWatchingMailer(ConsoleMailer):
+    """Kata 1's demo mailer: a :class:`ConsoleMailer` that also says where each send runs.
+
+    Each email gets a number; the console shows when it starts and ends, how many sends are
+    in progress at that moment (the thread pool runs at most 40 at once), and whether it runs
+    in a worker thread or, blocking everything, on the event loop's own thread.
+    """
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._count_lock = threading.Lock()
+        self._started = 0
+        self._in_progress = 0
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email, blocking for ``delay`` seconds, and say where and alongside how many."""
+        with self._count_lock:
+            self._started += 1
+            self._in_progress += 1
+            number, in_progress = self._started, self._in_progress
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            where = f"in {threading.current_thread().name}"
+        else:
+            where = "ON THE EVENT LOOP THREAD: no other request is served until it returns"
+        self._log(f"email #{number} to {to}: sending, {in_progress} in progress ({where}; takes {self.delay:g} s)")
+        try:
+            time.sleep(self.delay)
+        finally:
+            with self._count_lock:
+                self._in_progress -= 1
+        self.sent += 1
+        self._log(f"email #{number} to {to}: sent {subject!r}\n    {body[:200]}")
 
 
 class ConsoleProfiles(_Console):
@@ -219,18 +256,34 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
 }
 
 
+#: Kata slug -> parameter name -> a builder of that kata's own demo collaborator. A kata whose
+#: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
+KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
+    "k01_fire_and_forget": {"mailer": ThreadWatchingMailer},
+}
+
+
 class DemoError(Exception):
     """The factory needs something no demo collaborator provides."""
+
+
+def _kata_of(factory: Callable[..., Any]) -> str:
+    """The slug of the kata whose module defines ``factory``: the name of the module's folder."""
+    try:
+        return Path(inspect.getfile(factory)).parent.name
+    except TypeError:  # a builtin or a C extension: no file, no kata
+        return ""
 
 
 def build_app(factory: Callable[..., Any]) -> Any:
     """Call ``factory`` with a demo collaborator for each parameter it names."""
     arguments: dict[str, Any] = {}
+    builders = {**COLLABORATORS, **KATA_COLLABORATORS.get(_kata_of(factory), {})}
     for name, parameter in inspect.signature(factory).parameters.items():
         if parameter.kind in {parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD}:
             continue
-        if name in COLLABORATORS:
-            arguments[name] = COLLABORATORS[name]()
+        if name in builders:
+            arguments[name] = builders[name]()
         elif parameter.default is parameter.empty:
             known = ", ".join(sorted(COLLABORATORS))
             raise DemoError(

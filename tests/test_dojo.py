@@ -572,3 +572,41 @@ def test_stop_leftovers_ends_even_a_task_that_swallows_its_cancellation():
         return task.done()
 
     assert on_the_virtual_clock(main) is True
+
+
+# ------------------------------------------------------------------ demo collaborators
+
+
+def test_a_kata_may_have_a_demo_collaborator_of_its_own(tmp_path):
+    """build_app gives a kata listed in KATA_COLLABORATORS its own builder, every other kata the shared one."""
+    import importlib.util
+
+    from dojo import demo
+
+    def factory_in(slug: str):
+        folder = tmp_path / slug
+        folder.mkdir()
+        (folder / "app.py").write_text("def create_app(mailer):\n    return mailer\n")
+        spec = importlib.util.spec_from_file_location(f"_demo_probe_{slug}", folder / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.create_app
+
+    assert type(demo.build_app(factory_in("k01_fire_and_forget"))) is demo.ThreadWatchingMailer
+    assert type(demo.build_app(factory_in("k02_multiple_tasks"))) is demo.ConsoleMailer
+
+
+async def test_kata_1s_demo_mailer_says_where_each_send_runs():
+    """On the event loop thread it says so loudly; in a worker thread it names the thread and the count."""
+    import io
+
+    from dojo import demo
+
+    out = io.StringIO()
+    mailer = demo.ThreadWatchingMailer(delay=0, out=out)
+    mailer.send("ada@example.com", "s", "on the loop")
+    await asyncio.to_thread(mailer.send, "grace@example.com", "s", "in a thread")
+    lines = out.getvalue().splitlines()
+    assert "email #1 to ada@example.com: sending, 1 in progress (ON THE EVENT LOOP THREAD" in lines[0]
+    assert "email #2 to grace@example.com: sending, 1 in progress (in asyncio_" in "\n".join(lines)
+    assert mailer.sent == 2

@@ -29,13 +29,16 @@ class Mailer(Protocol):
 class NotificationRequest(BaseModel):
     """What a client sends: who to notify, and what to tell them."""
 
-    # TODO(k01) task 1: declare the two fields: `email`, a valid address, and `message`,
-    # 1 to 1000 characters. A request that breaks either rule must get a 422.
+    # TODO(k01) task 1: two required fields: `email`, a valid email address, and `message`,
+    # 1 to 1000 characters (characters, not bytes). Any other body gets a 422 before the
+    # endpoint runs.
 
 
 def send_notification_email(mailer: Mailer, email: str, message: str) -> None:
     """Send one notification email. Runs in the background, after the response."""
-    # TODO(k01) task 2: send one email to `email` with SUBJECT, the message as its body.
+    # TODO(k01) task 2: exactly one email to `email`, with the subject SUBJECT and the
+    # message as its body, sent before this returns. The mailer's send blocks: it must
+    # never run on the event loop.
     raise NotImplementedError("TODO(k01) task 2: send the notification email")
 
 
@@ -48,8 +51,9 @@ def create_app(mailer: Mailer) -> FastAPI:
         notification: NotificationRequest, background_tasks: BackgroundTasks
     ) -> dict[str, str]:
         """Accept a notification and queue its email; answer before it is sent."""
-        # TODO(k01) task 3: queue send_notification_email as a background task and
-        # answer {"status": "queued", "email": <the address>}.
+        # TODO(k01) task 3: the email goes out after the response, sent by this request's
+        # own background tasks; nothing slow happens here. The answer is exactly
+        # {"status": "queued", "email": <the address>}.
         raise NotImplementedError("TODO(k01) task 3: queue the email and answer 202")
 
     return app
