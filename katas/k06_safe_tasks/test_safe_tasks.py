@@ -10,6 +10,7 @@ Each spec names the README task it checks. Edit safe.py, not this file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import fastapi  # noqa: F401 - the kata's stack, imported while pytest collects rather than inside the first spec
 import pytest
 from starlette.background import BackgroundTasks
 
@@ -305,6 +307,11 @@ def expect_failure(value: object, *, task: str, error: str, message: str, what: 
 # ---------------------------------------------------------------- task 1: a def task, wrapped
 
 WRAP = "task 1: the wrapper runs the task once and hands back what it returns (README: Wrap a blocking task)"
+THREAD_POOL = (
+    "task 1: Starlette looks at the function it is given to choose between the thread pool and the event "
+    "loop; a wrapper that is a coroutine function makes a blocking task run on the loop (README: Thread pool "
+    "or event loop)"
+)
 LOGGING = "task 1: one failure, one record at ERROR, with its traceback and the task's name (README: Logging a failure)"
 
 
@@ -312,7 +319,13 @@ LOGGING = "task 1: one failure, one record at ERROR, with its traceback and the 
 def test_a_wrapped_def_task_runs_once_with_its_arguments_and_returns_what_it_returns(failures, notifier, log):
     """The wrapper is invisible when all goes well: same arguments in, same value out, nothing logged."""
     task, calls = a_def_task()
-    outcome = call_in_thread(guard(failures, notifier)(task), 7, fmt="csv")
+    wrapped = guard(failures, notifier)(task)
+    assert not inspect.iscoroutinefunction(wrapped), lesson(
+        expected="the wrapper of a def task is a def too, which calling runs",
+        got="a coroutine function: calling it runs nothing, and Starlette would await it on the event loop thread",
+        revisit=THREAD_POOL,
+    )
+    outcome = call_in_thread(wrapped, 7, fmt="csv")
     assert outcome.finished and outcome.escaped is None, lesson(
         expected="the wrapped task returns normally",
         got=f"{outcome.escaped!r} escaped" if outcome.escaped else "it had not returned",
@@ -429,13 +442,6 @@ def a_blocking_job(timeline: Timeline, gate: threading.Event) -> Callable[[int],
     return rebuild_index
 
 
-THREAD_POOL = (
-    "task 1: Starlette looks at the function it is given to choose between the thread pool and the event "
-    "loop; a wrapper that is a coroutine function makes a blocking task run on the loop (README: Thread pool "
-    "or event loop)"
-)
-
-
 @pytest.mark.task(1)
 async def test_starlette_still_runs_a_wrapped_def_task_in_its_thread_pool(failures, notifier, timeline):
     """While a wrapped blocking task waits, the event loop is free: it runs in a worker thread, not on the loop."""
@@ -495,6 +501,17 @@ def test_a_failure_is_recorded_once_and_announced_once(failures, notifier):
     )
     assert len(notifier.calls) == 1, lesson(
         expected="the notifier told once", got=f"{len(notifier.calls)} time(s): {notifier!r}", revisit=RECORD
+    )
+    try:
+        notifier.calls[0].message = "changed by the notifier"
+    except dataclasses.FrozenInstanceError:
+        changed = False
+    else:
+        changed = True
+    assert not changed, lesson(
+        expected="a failure that cannot be changed once made: the store and the notifier may hold the same one",
+        got="the notifier could change its message",
+        revisit=RECORD,
     )
     expect_failure(
         notifier.calls[0],
@@ -873,6 +890,10 @@ async def test_no_log_record_store_or_notification_holds_the_tasks_secret_argume
 # ---------------------------------------------------------------- task 6: the app
 
 QUEUE = "task 6: the endpoint queues the two wrapped tasks and answers 202 at once (README: Queue the safe tasks)"
+OFF_THE_LOOP = (
+    "task 6: queue the wrapped def task itself, after the response, so that Starlette sends it to the thread "
+    "pool (README: Thread pool or event loop)"
+)
 VALIDATE = (
     "task 6: declare the body as a model, with an email address and a password of 8 to 128 characters, so "
     "FastAPI answers 422 before anything is queued (README: Queue the safe tasks)"
@@ -903,6 +924,17 @@ async def post(client, *, revisit: str, json: object = VALID):
 async def get(client, path: str, *, revisit: str):
     __tracebackhide__ = True
     return await within_bound(client.get(path), revisit=revisit)
+
+
+def expect_the_directory_off_the_loop(timeline: Timeline) -> None:
+    """Fail with the lesson if the blocking directory call was made on the event loop's thread."""
+    __tracebackhide__ = True
+    blocked = timeline.first(DIRECTORY_ON_LOOP)
+    assert blocked is None, lesson(
+        expected="the blocking directory call made in a worker thread of the thread pool",
+        got=f"{blocked}: while it blocks, no other request is served",
+        revisit=OFF_THE_LOOP,
+    )
 
 
 def nothing_queued(directory: FakeDirectory, mailer: AsyncFakeOutbox) -> bool:
@@ -973,6 +1005,7 @@ async def test_a_password_of_8_to_128_characters_is_accepted_as_it_is(client, di
     expect_status(
         response, 202, expected=f"202 Accepted for a password of {len(password)} characters", revisit=VALIDATE
     )
+    expect_the_directory_off_the_loop(directory.timeline)
     assert directory.accounts == [("ada@example.com", password)], lesson(
         expected="the account created with exactly that password",
         got=f"{directory.accounts}",
@@ -985,6 +1018,7 @@ async def test_both_tasks_run_after_the_response_with_their_arguments(app, timel
     """The directory gets the address and the password, the sales team its email, both after the 202."""
     done: Exchange = await within_bound(timeline.start(app, "POST", "/accounts", json=VALID), revisit=QUEUE)
     expect_status(done, 202, revisit=QUEUE)
+    expect_the_directory_off_the_loop(timeline)
     for work in (DIRECTORY_DONE, EMAIL_SENT):
         timeline.expect_order(
             RESPONSE_COMPLETE,
@@ -997,8 +1031,10 @@ async def test_both_tasks_run_after_the_response_with_their_arguments(app, timel
         expected=f"one account: ({VALID['email']!r}, the password)", got=f"{directory.accounts}", revisit=QUEUE
     )
     sent = [(email.to, email.subject) for email in mailer.sent]
-    assert sent == [(safe.SALES, safe.SIGNUP_SUBJECT)] and VALID["email"] in mailer.sent[0].body, lesson(
-        expected=f"one email to {safe.SALES} about {VALID['email']}", got=f"{mailer!r}", revisit=QUEUE
+    assert sent == [("sales@example.com", "New sign-up")] and VALID["email"] in mailer.sent[0].body, lesson(
+        expected=f"one email to sales@example.com, subject 'New sign-up', about {VALID['email']}",
+        got=f"{mailer!r}",
+        revisit=QUEUE,
     )
 
 
@@ -1014,8 +1050,7 @@ async def test_the_blocking_directory_call_runs_in_the_thread_pool_while_the_app
         assert first.name == DIRECTORY_STARTED, lesson(
             expected="the blocking directory call made in a worker thread",
             got=f"{first}",
-            revisit="task 6: queue the wrapped def task itself, so that Starlette sends it to the thread pool "
-            "(README: Thread pool or event loop)",
+            revisit=OFF_THE_LOOP,
         )
         meanwhile = await within_bound(timeline.request(app, "GET", "/failures"), revisit=QUEUE)
         expect_status(meanwhile, 200, expected="200 from GET /failures while the directory call blocks", revisit=QUEUE)
@@ -1089,6 +1124,11 @@ async def test_an_unknown_failure_is_a_404_and_a_malformed_number_a_422(client, 
             expected=f"404 Not Found for failure {number}: there is one failure, number 1",
             revisit="task 6: only the numbers 1 to the count of failures exist; a list read with a number "
             "out of range crashes, and a negative one counts from the end (README: Queue the safe tasks)",
+        )
+        expect_json(
+            response,
+            {"detail": f"no failure number {number}"},
+            revisit="task 6: the 404 says which number has no failure (README: Queue the safe tasks)",
         )
     for number in ("abc", "1.5", "one"):
         response = await get(client, f"/failures/{number}", revisit=QUEUE)
