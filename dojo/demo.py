@@ -84,6 +84,15 @@ def _told_to_fail(name: str) -> bool:
     return name in {part.strip() for part in os.environ.get(FAIL_VAR, "").split(",")}
 
 
+def _where() -> str:
+    """Which thread the caller runs on, loudly when it is the event loop's."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return f"in {threading.current_thread().name}"
+    return "ON THE EVENT LOOP THREAD: no other request is served until it returns"
+
+
 class ThreadWatchingMailer(ConsoleMailer):
     """Kata 1's demo mailer: a :class:`ConsoleMailer` that also says where each send runs.
 
@@ -104,13 +113,7 @@ class ThreadWatchingMailer(ConsoleMailer):
             self._started += 1
             self._in_progress += 1
             number, in_progress = self._started, self._in_progress
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            where = f"in {threading.current_thread().name}"
-        else:
-            where = "ON THE EVENT LOOP THREAD: no other request is served until it returns"
-        self._log(f"email #{number} to {to}: sending, {in_progress} in progress ({where}; takes {self.delay:g} s)")
+        self._log(f"email #{number} to {to}: sending, {in_progress} in progress ({_where()}; takes {self.delay:g} s)")
         try:
             time.sleep(self.delay)
         finally:
@@ -219,6 +222,58 @@ class ConsoleJobHandler(_Console):
         self._log(f"{name}: done")
 
 
+class ConsoleDirectory(_Console):
+    """Kata 6's account directory: blocks ``delay`` seconds per account and says on which thread.
+
+    ``KATA_DEMO_FAIL=directory`` makes it "down": each call raises ConnectionError after the delay.
+    The password is never printed.
+    """
+
+    label = "demo directory"
+
+    def create_account(self, email: str, password: str) -> None:  # noqa: ARG002 - a directory never prints it
+        self._log(f"creating the account of {email} ({_where()}; takes {self.delay:g} s)")
+        time.sleep(self.delay)
+        if _told_to_fail("directory"):
+            self._log(f"could not create the account of {email}: the directory is down")
+            raise ConnectionError("the demo directory is down")
+        self._log(f"created the account of {email}")
+
+
+class ConsoleFailures(_Console):
+    """Kata 6's failure store, in memory: prints each failure it keeps (``KATA_DEMO_FAIL=failures``: down)."""
+
+    label = "demo failure store"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._kept: list[Any] = []
+
+    def add(self, failure: Any) -> None:
+        if _told_to_fail("failures"):
+            raise ConnectionError("the demo failure store is down")
+        with self._lock:
+            self._kept.append(failure)
+            number = len(self._kept)
+        self._log(f"kept failure #{number}: {failure}")
+
+    def all(self) -> list[Any]:
+        with self._lock:
+            return list(self._kept)
+
+
+class ConsoleNotifier(_Console):
+    """Kata 6's notifier: prints the page it would send to whoever is on call (``KATA_DEMO_FAIL=notifier``: down)."""
+
+    label = "demo notifier"
+
+    def notify(self, failure: Any) -> None:
+        if _told_to_fail("notifier"):
+            self._log("could not page anyone: the chat service is down")
+            raise ConnectionError("the demo notifier's chat service is down")
+        self._log(f"PAGE to the on-call person: {failure}")
+
+
 class RealClock:
     """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
 
@@ -253,6 +308,9 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
     "rng": lambda: random.random,
     "handler": ConsoleJobHandler,
     "process": ConsoleImporter,
+    "directory": ConsoleDirectory,
+    "failures": ConsoleFailures,
+    "notifier": ConsoleNotifier,
 }
 
 
