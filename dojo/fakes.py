@@ -22,7 +22,8 @@ EMAIL_FAILED = "email failed"
 EMAIL_BLOCKED_LOOP = "email blocked the event loop"
 
 
-def _on_event_loop_thread() -> bool:
+def on_event_loop_thread() -> bool:
+    """Whether the caller runs on a thread with a running event loop (blocking there freezes it)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -98,7 +99,7 @@ class FakeOutbox(_Outbox):
         """Deliver one email. Blocks while held, as a slow server would."""
         self._begin(to)
         if not self._gate.is_set():
-            if _on_event_loop_thread():
+            if on_event_loop_thread():
                 # Blocking here would freeze the event loop and the whole test with it.
                 self.timeline.record(EMAIL_BLOCKED_LOOP, f"to {to}: a def sender was called from async code")
             elif not self._gate.wait(self.timeline.safety_timeout):

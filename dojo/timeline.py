@@ -21,11 +21,13 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from dojo.manifest import REPO_ROOT
 from dojo.teach import lesson
+
+T = TypeVar("T")
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -76,10 +78,33 @@ class Exchange:
     __repr__ = __str__
 
 
+#: The longest any spec waits for the learner's code, in seconds. A correct app and a wrong
+#: one both answer at once (nothing here is slow), so a call still running after this never
+#: will end: the spec fails with a lesson instead of hanging.
+BOUND = 2.0
+
+
+async def within_bound(call: Awaitable[T], *, revisit: str, expected: str = "the call finished") -> T:
+    """Await ``call`` (the learner's code), but never longer than :data:`BOUND`: a hang fails with a lesson."""
+    __tracebackhide__ = True
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=BOUND)
+    if not done:
+        task.cancel()
+        raise AssertionError(
+            lesson(
+                expected=f"{expected} within {BOUND:g} s",
+                got="still running: something in it waits for ever or loops",
+                revisit=revisit,
+            )
+        )
+    return task.result()
+
+
 class Timeline:
     """Events in the order they happened, recorded from any thread."""
 
-    def __init__(self, safety_timeout: float = 5.0) -> None:
+    def __init__(self, safety_timeout: float = BOUND) -> None:
         #: Only a hang ever waits this long: a correct app and a wrong one both finish at once.
         self.safety_timeout = safety_timeout
         self._events: list[Event] = []

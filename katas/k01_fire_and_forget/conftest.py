@@ -30,12 +30,9 @@ import pytest
 from dojo.fakes import FakeOutbox
 from dojo.impl import kata_module
 from dojo.teach import lesson
-from dojo.timeline import ASGIApp, Exchange, Timeline
+from dojo.timeline import BOUND, ASGIApp, Exchange, Timeline
 
 notifications = kata_module("k01_fire_and_forget", "notifications")
-
-#: How long a spec waits for the learner's code at most. A correct app needs no waiting at all.
-BOUND = 2.0
 
 # email-validator loads idna's Unicode tables the first time it meets an international domain
 # (a large module: up to a second to compile where no bytecode is cached). Load them here, while
@@ -117,14 +114,6 @@ class WitnessOutbox(FakeOutbox):
     def sent_outside(self) -> int:
         """How many emails were sent from anywhere else, so far."""
         return self.inside.count(False)
-
-
-@pytest.fixture(name="timeline")
-def _timeline() -> Iterator[Timeline]:
-    """The shared timeline, with a bound of BOUND seconds on any wait for the learner's code."""
-    timeline = Timeline(safety_timeout=BOUND)
-    yield timeline
-    timeline.close()
 
 
 @pytest.fixture(name="outbox")

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from dojo.fakes import EMAIL_SENT, EMAIL_STARTED, FakeOutbox
 from dojo.impl import kata_module
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import CLIENT_ADDRESS, RESPONSE_COMPLETE, Exchange, Timeline
+from dojo.timeline import BOUND, CLIENT_ADDRESS, RESPONSE_COMPLETE, Exchange, Timeline, within_bound
 
 registration = kata_module("k02_multiple_tasks", "registration")
 
@@ -34,7 +34,6 @@ REGISTERED = "user_registered"  # the README's analytics event
 WELCOME = "Welcome aboard"  # the README's subject of the welcome email
 PEER = ("198.51.100.23", 51000)  # TEST-NET-2: the client that opened the connection
 FORGED = "192.0.2.99"  # TEST-NET-1: the address a client claims in a header it wrote itself
-BOUND = 2.0  # seconds: a call that has not finished by then never will (nothing here is slow)
 RUNAWAY = 20  # calls of one fake in one spec: past this, it is a loop that would never end
 T = TypeVar("T")
 
@@ -217,22 +216,13 @@ def a_request(*, client: tuple[str, int] | None, headers: dict[str, str] | None 
     return Request(scope)
 
 
-async def within_bound(call: Awaitable[T], *, revisit: str) -> T:
-    """Await the learner's app, but never for more than BOUND seconds: a hang is a failure that says so."""
+async def bounded(call: Awaitable[T], *, revisit: str) -> T:
+    """Await the learner's app within the shared bound; a runaway retry loop is a lesson too."""
     __tracebackhide__ = True
-    task = asyncio.ensure_future(call)
-    done, _ = await asyncio.wait({task}, timeout=BOUND)
-    if not done:
-        task.cancel()
-        raise AssertionError(
-            lesson(
-                expected=f"the registration, its background tasks included, finished within {BOUND:g} s",
-                got="still running: something in it waits for ever or loops",
-                revisit=revisit,
-            )
-        )
     try:
-        return task.result()
+        return await within_bound(
+            call, revisit=revisit, expected="the registration, its background tasks included, finished"
+        )
     except Runaway as error:
         raise AssertionError(lesson(expected="each task run once", got=str(error), revisit=GUARD)) from None
 
@@ -240,20 +230,20 @@ async def within_bound(call: Awaitable[T], *, revisit: str) -> T:
 async def post(client, *, revisit: str, json: object = VALID, **kwargs: Any):
     """POST /registrations through the shared client, bounded."""
     __tracebackhide__ = True
-    return await within_bound(client.post("/registrations", json=json, **kwargs), revisit=revisit)
+    return await bounded(client.post("/registrations", json=json, **kwargs), revisit=revisit)
 
 
 async def post_raw(client, body: bytes, *, revisit: str):
     """POST /registrations with exactly these bytes as a JSON body."""
     __tracebackhide__ = True
     headers = {"content-type": "application/json"}
-    return await within_bound(client.post("/registrations", content=body, headers=headers), revisit=revisit)
+    return await bounded(client.post("/registrations", content=body, headers=headers), revisit=revisit)
 
 
 async def exchange(timeline: Timeline, app, *, revisit: str, **kwargs: Any) -> Exchange:
     """One registration driven through the timeline, bounded."""
     __tracebackhide__ = True
-    return await within_bound(timeline.start(app, "POST", "/registrations", json=VALID, **kwargs), revisit=revisit)
+    return await bounded(timeline.start(app, "POST", "/registrations", json=VALID, **kwargs), revisit=revisit)
 
 
 # ---------------------------------------------------------------- a task for run_safely to run

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_status, expect_type, lesson
-from dojo.timeline import CatchAppErrors
+from dojo.timeline import BOUND, CatchAppErrors
 from dojo.virtual_clock import after_time_passes, idle_wait, stop_task
 
 jobs = kata_module("k04_priority_queue", "jobs")
@@ -33,7 +33,6 @@ ORDER = ["urgent", "high", "normal", "low"]  # served first to served last
 
 #: A bound on any wait for the code under test, in seconds of the specs' virtual clock: a
 #: correct app needs no time at all, a stuck one reaches the bound at once.
-BOUND = 2.0
 
 ANSWER = "task 4: the answer says which job, at which priority, and where it stands (README: Accept jobs over HTTP)"
 COUNTS = "task 4: counts of jobs are whole numbers (README: Accept jobs over HTTP)"

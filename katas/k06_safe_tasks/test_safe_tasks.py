@@ -22,14 +22,13 @@ import fastapi  # noqa: F401 - the kata's stack, imported while pytest collects 
 import pytest
 from starlette.background import BackgroundTasks
 
-from dojo.fakes import EMAIL_SENT, AsyncFakeOutbox
+from dojo.fakes import EMAIL_SENT, AsyncFakeOutbox, on_event_loop_thread
 from dojo.impl import kata_module
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import RESPONSE_COMPLETE, Exchange, Timeline
+from dojo.timeline import BOUND, RESPONSE_COMPLETE, Exchange, Timeline, within_bound
 
 safe = kata_module("k06_safe_tasks", "safe")
 
-BOUND = 2.0  # seconds: a call that has not finished by then never will (nothing here is slow)
 T = TypeVar("T")
 
 PASSWORD = "Tr0ub4dor&3-pelican"  # noqa: S105 - a secret a task is given; it must never reach a log, a record or a notification
@@ -48,15 +47,6 @@ DIRECTORY_ON_LOOP = "directory call blocked the event loop"
 JOB_STARTED = "job started"
 JOB_ON_LOOP = "job blocked the event loop"
 JOB_DONE = "job done"
-
-
-def on_event_loop_thread() -> bool:
-    """Whether the caller runs on a thread with a running event loop (blocking here would freeze it)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class FakeFailures:
@@ -125,14 +115,6 @@ class FakeDirectory:
             raise self.failure
         self.accounts.append((email, password))
         self.timeline.record(DIRECTORY_DONE, f"for {email}")
-
-
-@pytest.fixture(name="timeline")
-def _timeline():
-    """The shared timeline, giving up after BOUND seconds instead of dojo's default."""
-    timeline = Timeline(safety_timeout=BOUND)
-    yield timeline
-    timeline.close()
 
 
 @pytest.fixture(name="failures")
@@ -271,23 +253,6 @@ async def await_bounded(call: object, *, revisit: str) -> Outcome:
     if inspect.iscoroutine(outcome.returned):
         outcome.returned.close()
     return outcome
-
-
-async def within_bound(call: Awaitable[T], *, revisit: str) -> T:
-    """Await the learner's app, but never for more than BOUND seconds: a hang is a failure that says so."""
-    __tracebackhide__ = True
-    task = asyncio.ensure_future(call)
-    done, _ = await asyncio.wait({task}, timeout=BOUND)
-    if not done:
-        task.cancel()
-        raise AssertionError(
-            lesson(
-                expected=f"the call, its background tasks included, finished within {BOUND:g} s",
-                got="still running: something in it waits for ever or loops",
-                revisit=revisit,
-            )
-        )
-    return task.result()
 
 
 def expect_failure(value: object, *, task: str, error: str, message: str, what: str, revisit: str) -> None:  # noqa: PLR0913
