@@ -21,11 +21,10 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dojo.fakes import CHARGE_ATTEMPTED, EMAIL_SENT, AsyncFakeOutbox, FakeClock, FakeGateway, FakeSleep
@@ -57,8 +56,6 @@ SLEPT = "slept"
 BOUND = 1.0
 #: Once one spec was stopped at the bound, the others stop sooner: the lesson is the same.
 BOUND_AFTER_A_HANG = 0.3
-#: Real seconds all the examples of one property may take together.
-PROPERTY_BUDGET = 1.5
 _stopped_once = False
 
 
@@ -70,21 +67,27 @@ class StillRunning(BaseException):
     """
 
 
-async def bounded(awaitable, *, what: str, revisit: str, deadline: float | None = None):
-    """Await the kata's code for at most :data:`BOUND` real seconds (and never past ``deadline``)."""
+class WaitedElsewhere(BaseException):
+    """A property's example retried without one call to the injected sleep: it waits for real, or not at all.
+
+    Stops the property at once, like :class:`StillRunning`: shrinking would run code that
+    may sleep for real again and again.
+    """
+
+
+async def bounded(awaitable, *, what: str, revisit: str):
+    """Await the kata's code for at most :data:`BOUND` real seconds."""
     global _stopped_once  # noqa: PLW0603 - one flag for the whole run: after one hang, the others need not wait as long
     limit = BOUND_AFTER_A_HANG if _stopped_once else BOUND
-    if deadline is not None:
-        limit = min(limit, deadline - time.monotonic())
     try:
-        return await asyncio.wait_for(awaitable, max(limit, 0.0))
+        return await asyncio.wait_for(awaitable, limit)
     except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11
         _stopped_once = True
         raise StillRunning(
             lesson(
                 expected=f"{what} to be done at once: the gateway, the mailer and the sleep it was given "
                 "are fakes that never wait",
-                got=f"still running after {max(limit, 0.0):.1f} s of real time, so the spec stopped it",
+                got=f"still running after {limit:.1f} s of real time, so the spec stopped it",
                 revisit=revisit,
             )
         ) from None
@@ -180,12 +183,6 @@ def _app(gateway: FakeGateway, outbox: AsyncFakeOutbox, sleep: RecordingSleep):
     return payments.create_app(gateway, outbox, sleep=sleep, rng=always(0.5), policy=payments.RetryPolicy(**APP_POLICY))
 
 
-@pytest.fixture(name="deadline")
-def _deadline() -> float:
-    """One deadline for every example of a property (hypothesis runs them all in one spec)."""
-    return time.monotonic() + PROPERTY_BUDGET
-
-
 def policy(**changes):
     return payments.RetryPolicy(**{**DEFAULTS, **changes})
 
@@ -219,7 +216,7 @@ def declined(text: str = DECLINE):
     return payments.PaymentDeclinedError(text)
 
 
-async def pay(gateway, outbox, sleep, *, rng=no_jitter, deadline: float | None = None, **policy_changes):
+async def pay(gateway, outbox, sleep, *, rng=no_jitter, **policy_changes):
     """Run process_payment on the standard payment with these collaborators, bounded in real time."""
     payment = payments.Payment(**PAYMENT)
     return await bounded(
@@ -228,7 +225,6 @@ async def pay(gateway, outbox, sleep, *, rng=no_jitter, deadline: float | None =
         ),
         what="process_payment",
         revisit=REAL_WAIT,
-        deadline=deadline,
     )
 
 
@@ -664,19 +660,27 @@ def scripted(steps: list[str]) -> list[object]:
 scripts = st.tuples(st.integers(0, 8), st.sampled_from(["approved", "declined", "never"])).map(
     lambda case: ["transient"] * case[0] + ([case[1]] if case[1] != "never" else ["transient"])
 )
-# Each property example runs against a fixed deadline; a hang stops the whole property at once.
-bounded_property = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def used_the_injected_sleep(gateway: FakeGateway, sleep: FakeSleep, case: str) -> None:
+    """Stop a property at once if its example retried without calling the injected sleep."""
+    if len(gateway) > 1 and not sleep.calls:
+        raise WaitedElsewhere(
+            lesson(
+                expected=f"{len(gateway) - 1} call(s) to the injected sleep between {len(gateway)} charges",
+                got=f"none, for {case}: the waits happened somewhere else, or not at all",
+                revisit=REAL_WAIT,
+            )
+        )
 
 
 @pytest.mark.task(3)
-@bounded_property
 @given(steps=scripts, max_attempts=st.integers(1, 6))
-async def test_property_attempts_are_the_first_final_answer_plus_one_capped_at_max_attempts(
-    deadline, steps, max_attempts
-):
+async def test_property_attempts_are_the_first_final_answer_plus_one_capped_at_max_attempts(steps, max_attempts):
     """For any script: charges == min(first approve or decline + 1, max_attempts); one email iff no receipt."""
     gateway, outbox, sleep = FakeGateway(scripted(steps)), AsyncFakeOutbox(), FakeSleep(FakeClock())
-    result = receipt_of(await pay(gateway, outbox, sleep, max_attempts=max_attempts, deadline=deadline, **QUICK))
+    result = receipt_of(await pay(gateway, outbox, sleep, max_attempts=max_attempts, **QUICK))
+    used_the_injected_sleep(gateway, sleep, f"the script {steps} with max_attempts={max_attempts}")
     final = next((n for n, step in enumerate(steps) if step != "transient"), None)
     expected = max_attempts if final is None else min(final + 1, max_attempts)
     assert len(gateway) == expected, lesson(
@@ -693,9 +697,8 @@ async def test_property_attempts_are_the_first_final_answer_plus_one_capped_at_m
 
 
 @pytest.mark.task(3)
-@bounded_property
 @given(steps=scripts, p=policies(most=0.02, cap=0.08), rng=st.randoms(use_true_random=False))
-async def test_property_one_wait_between_attempts_and_each_within_its_bounds(deadline, steps, p, rng):
+async def test_property_one_wait_between_attempts_and_each_within_its_bounds(steps, p, rng):
     """For any script, policy and dice: sleeps == charges - 1, and wait i lies in [capped(i), capped(i) + jitter]."""
     gateway, outbox, sleep = FakeGateway(scripted(steps)), AsyncFakeOutbox(), FakeSleep(FakeClock())
     await bounded(
@@ -704,8 +707,8 @@ async def test_property_one_wait_between_attempts_and_each_within_its_bounds(dea
         ),
         what="process_payment",
         revisit=REAL_WAIT,
-        deadline=deadline,
     )
+    used_the_injected_sleep(gateway, sleep, f"the script {steps} with {p}")
     got = waits(sleep)
     assert len(got) == max(len(gateway) - 1, 0), lesson(
         expected=f"{max(len(gateway) - 1, 0)} wait(s) for {len(gateway)} charge(s): one between each pair",
