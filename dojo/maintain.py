@@ -2,7 +2,8 @@
 
 - refreshes each kata's ``shipped`` blob ids in the manifest from the stubs in ``katas/``;
 - rewrites the hints block of each kata README from the manifest;
-- rewrites the table of katas in the top-level README from the manifest.
+- rewrites the table of katas in the top-level README from the manifest (and each
+  kata's mutation score from ``tests/mutation/SLUG.toml``, see :mod:`dojo.mutation`).
 
 With ``--check`` it changes nothing and exits 1 if anything is out of date (CI runs it).
 Only maintainers run this: in a learner's clone the stubs are the learner's own.
@@ -15,6 +16,7 @@ import sys
 
 from dojo import manifest as _manifest
 from dojo.manifest import MANIFEST_PATH, git_blob_id
+from dojo.mutation import recorded_score
 
 HINTS_BEGIN = "<!-- hints: generated from dojo/manifest.toml by `python -m dojo.maintain`; edit them there -->"
 HINTS_END = "<!-- end of hints -->"
@@ -22,11 +24,21 @@ TABLE_BEGIN = "<!-- katas: generated from dojo/manifest.toml by `python -m dojo.
 TABLE_END = "<!-- end of katas -->"
 
 
+def _score(slug: str) -> str:
+    score = recorded_score(slug)
+    return "not measured" if score is None else f"{score:g}%"
+
+
 def render_table(manifest: _manifest.Manifest) -> str:
-    """The top-level README's table of katas, from the manifest."""
-    rows = [TABLE_BEGIN, "| # | kata | teaches | points |", "| --- | --- | --- | --- |"]
+    """The top-level README's table of katas, from the manifest and the recorded mutation scores."""
+    rows = [
+        TABLE_BEGIN,
+        "| # | kata | teaches | points | mutation score |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     rows.extend(
-        f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} |"
+        f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} "
+        f"| {_score(kata.slug)} |"
         for kata in manifest
     )
     rows.append(TABLE_END)

@@ -10,9 +10,12 @@ Three ways to get a :class:`Verdict`:
 - :func:`run_in_process`: here, now (the bare ``kata`` command: one process, one run);
 - :class:`ForkServer`: a long-lived process that imported pytest, FastAPI and httpx
   once and forks a fresh child per run, so a run costs the specs and not the imports
-  (``kata watch``; POSIX only). The child for the next run is forked ahead of time and
-  has configured pytest and collected the specs while the learner edits; the learner's
-  code is imported only once it is told to go, so it always runs what was just saved;
+  (``kata watch``, and ``python -m dojo.mutation`` with one server per worker; POSIX
+  only). The child for the next run is forked ahead of time and has configured pytest
+  and collected the specs while the learner edits; the learner's code is imported only
+  once it is told to go, so it always runs what was just saved. A :class:`Request`
+  may name other code than ``katas/`` (any value of ``--impl``), more pytest options and
+  a time limit;
 - :class:`Spawner`: a new ``python -m dojo.runner SLUG`` per run, where there is no fork.
 """
 
@@ -82,6 +85,7 @@ class Verdict:
     specs: list[SpecResult] = field(default_factory=list)
     problem: str = ""
     seconds: float = 0.0
+    timed_out: bool = False  # stopped at the run's time limit (``problem`` says so too)
 
     @property
     def green(self) -> bool:
@@ -176,14 +180,22 @@ class _Collector:
         excinfo = call.excinfo
         if (
             excinfo is not None
-            and call.when in {"setup", "call"}
+            and call.when in {"setup", "call", "teardown"}
             and item.nodeid not in self.messages
             and type(excinfo.value).__name__ not in {"Skipped", "XFailed"}
         ):
             self.messages[item.nodeid] = failure_message(excinfo.value)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.nodeid in self.specs or not (report.when == "call" or report.failed or report.skipped):
+        known = self.specs.get(report.nodeid)
+        if known is not None:
+            if report.when == "teardown" and report.failed and known.outcome == "passed":
+                # Its clean-up failed (a fixture found the app in a state it must never be in): not green.
+                message = self.messages.get(report.nodeid) or report.longreprtext.strip() or "failed in teardown"
+                known.outcome = "error"
+                known.message = f"(while cleaning the spec up) {message}"
+            return
+        if not (report.when == "call" or report.failed or report.skipped):
             return
         outcome = report.outcome if report.when == "call" or report.skipped else "error"
         message = ""
@@ -208,12 +220,14 @@ def run_in_process(
     *,
     before_run: Callable[[], None] | None = None,
     on_finish: Callable[[Verdict], None] | None = None,
+    options: tuple[str, ...] = (),
 ) -> Verdict:
     """Run kata ``slug``'s specs against ``impl`` here, and return the verdict.
 
     ``before_run`` is called once pytest has configured itself and collected the specs,
     before the first spec runs (and imports the learner's code); ``on_finish`` gets the
-    verdict as soon as the last spec ran, before pytest's clean-up.
+    verdict as soon as the last spec ran, before pytest's clean-up. ``options`` are more
+    pytest options (``-x``: stop at the first failing spec).
     """
     kata = _manifest.load().get(slug)
     collector = _Collector(kata.slug, before_run, on_finish)
@@ -224,6 +238,7 @@ def run_in_process(
         "-c",
         str(_manifest.REPO_ROOT / "pyproject.toml"),
         *PYTEST_ARGS,
+        *options,
     ]
     with _quiet() as output:
         code = pytest.main(args, plugins=[collector])
@@ -284,10 +299,38 @@ class Spawner:
         """Nothing to stop."""
 
 
+@dataclass(frozen=True)
+class Request:
+    """One run for the fork server: a kata's specs, against which code, how, for how long.
+
+    On the wire it is one line: a bare slug (the learner's code, the default limit) or
+    this dataclass as JSON.
+    """
+
+    slug: str
+    impl: str = "katas"
+    options: tuple[str, ...] = ()
+    timeout: float = RUN_TIMEOUT
+
+    def to_line(self) -> str:
+        if (self.impl, self.options, self.timeout) == ("katas", (), RUN_TIMEOUT):
+            return self.slug
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_line(cls, line: str) -> Request:
+        line = line.strip()
+        if not line.startswith("{"):
+            return cls(line)
+        data = json.loads(line)
+        return cls(str(data["slug"]), str(data["impl"]), tuple(data["options"]), float(data["timeout"]))
+
+
 class ForkServer:
     """A long-lived ``python -m dojo.runner --serve``: warm imports, a fresh fork per run.
 
-    It reads one kata slug per line on its stdin and answers one JSON verdict per line.
+    It reads one :class:`Request` per line on its stdin (a kata slug, or JSON) and answers
+    one JSON verdict per line.
     """
 
     def __init__(self) -> None:
@@ -301,10 +344,12 @@ class ForkServer:
             start_new_session=True,  # Ctrl-C in the terminal is for `kata watch`, which stops us
         )
 
-    def run(self, slug: str) -> Verdict:
+    def run(self, request: str | Request) -> Verdict:
         assert self.process.stdin is not None and self.process.stdout is not None
+        request = request if isinstance(request, Request) else Request(request)
+        slug = request.slug
         try:
-            self.process.stdin.write(slug + "\n")
+            self.process.stdin.write(request.to_line() + "\n")
             self.process.stdin.flush()
             line = self.process.stdout.readline()
         except (BrokenPipeError, OSError):
@@ -360,13 +405,13 @@ def _warm_up() -> None:
 class _Prepared:
     """A forked child that has configured pytest and collected one kata's specs, waiting for go."""
 
-    slug: str
+    request: Request
     pid: int
     go: int  # write end: one byte starts the run; closing it makes the child leave
     result: int  # read end: the verdict as JSON, then end of file
 
 
-def _child(slug: str, go: int, result: int) -> None:
+def _child(request: Request, go: int, result: int) -> None:
     """In the forked child: wait for go after collection, run, answer, and always leave.
 
     Nothing may return from here: the child would carry on in the server's own loop.
@@ -384,25 +429,27 @@ def _child(slug: str, go: int, result: int) -> None:
 
     try:
         try:
-            verdict = run_in_process(slug, before_run=wait_for_go, on_finish=answer)
+            verdict = run_in_process(
+                request.slug, request.impl, before_run=wait_for_go, on_finish=answer, options=request.options
+            )
         except BaseException as error:  # noqa: BLE001 - whatever happens, the parent gets an answer
-            verdict = Verdict(slug=slug, problem=f"the run failed: {type(error).__name__}: {error}")
+            verdict = Verdict(slug=request.slug, problem=f"the run failed: {type(error).__name__}: {error}")
         answer(verdict)
     finally:
         os._exit(1)
 
 
-def _prepare(slug: str) -> _Prepared:
+def _prepare(request: Request) -> _Prepared:
     go_read, go_write = os.pipe()
     result_read, result_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(go_write)
         os.close(result_read)
-        _child(slug, go_read, result_write)
+        _child(request, go_read, result_write)
     os.close(go_read)
     os.close(result_write)
-    return _Prepared(slug, pid, go_write, result_read)
+    return _Prepared(request, pid, go_write, result_read)
 
 
 def _discard(prepared: _Prepared) -> None:
@@ -415,14 +462,17 @@ def _collect(prepared: _Prepared) -> Verdict:
     with contextlib.suppress(BrokenPipeError):  # a child that stopped early has already answered
         os.write(prepared.go, b"g")
     chunks: list[bytes] = []
-    deadline = time.monotonic() + RUN_TIMEOUT
+    limit = prepared.request.timeout
+    deadline = time.monotonic() + limit
     while True:
         ready, _, _ = select.select([prepared.result], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             os.kill(prepared.pid, 9)
             _discard(prepared)
             return Verdict(
-                slug=prepared.slug, problem=f"the specs ran for over {RUN_TIMEOUT:.0f} s: is there an endless loop?"
+                slug=prepared.request.slug,
+                problem=f"the specs ran for over {limit:g} s: is there an endless loop?",
+                timed_out=True,
             )
         chunk = os.read(prepared.result, 65536)
         if not chunk:
@@ -432,7 +482,7 @@ def _collect(prepared: _Prepared) -> Verdict:
     os.close(prepared.go)
     os.close(prepared.result)
     if not chunks:
-        return _crashed(prepared.slug, f"wait status {status}")
+        return _crashed(prepared.request.slug, f"wait status {status}")
     return Verdict.from_json(b"".join(chunks).decode())
 
 
@@ -475,22 +525,22 @@ def _warm_for(slug: str) -> None:
 
 
 def _serve() -> int:
-    """Answer one verdict per slug read; keep a child prepared for the next run of the same kata."""
+    """Answer one verdict per request read; keep a child prepared for the next run of the same request."""
     _warm_up()
     prepared: _Prepared | None = None
     warmed: set[str] = set()
     try:
         for line in sys.stdin:
-            slug = line.strip()
-            if not slug:
+            if not line.strip():
                 continue
-            if prepared is not None and prepared.slug != slug:
+            request = Request.from_line(line)
+            if prepared is not None and prepared.request != request:
                 _discard(prepared)
                 prepared = None
-            if slug not in warmed:
-                _warm_for(slug)
-                warmed.add(slug)
-            child, prepared = prepared or _prepare(slug), None
+            if request.slug not in warmed:
+                _warm_for(request.slug)
+                warmed.add(request.slug)
+            child, prepared = prepared or _prepare(request), None
             verdict = _collect(child)
             try:
                 sys.stdout.write(verdict.to_json() + "\n")
@@ -498,7 +548,7 @@ def _serve() -> int:
             except BrokenPipeError:  # `kata watch` has quit: leave quietly, even at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 break
-            prepared = _prepare(slug)  # configured and collected while the learner reads and edits
+            prepared = _prepare(request)  # configured and collected while the learner reads and edits
     finally:
         if prepared is not None:
             _discard(prepared)

@@ -89,14 +89,29 @@ def _run_specs(pytester: pytest.Pytester):
     return run
 
 
+#: Set to 1 to end the checks with every mutant's name and the specs that reject it.
+SHOW_MUTANTS = "KATAS_SHOW_MUTANTS"
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 - pytest's hook signature
-    """After the checks, say which spec rejected each mutant."""
+    """After the checks, say how many mutants were rejected; which spec rejected each only on request.
+
+    The names of the mutants tell what each kata's traps are: a learner who runs the
+    repository's checks should not read them by accident (``KATAS_SHOW_MUTANTS=1`` shows them).
+    """
     rows = []
     for report in terminalreporter.stats.get("passed", []):
         props = dict(report.user_properties)
         if "mutant" in props:
             rows.append((props["mutant"], props["rejected_by"]))
-    if rows:
-        terminalreporter.section("mutants and the specs that reject them")
-        for mutant, specs in sorted(rows):
-            terminalreporter.write_line(f"{mutant}: {specs}")
+    if not rows:
+        return
+    terminalreporter.section("mutants and the specs that reject them")
+    if os.environ.get(SHOW_MUTANTS) != "1":
+        terminalreporter.write_line(
+            f"{len(rows)} mutants rejected; their names spoil the katas' traps, so they are not shown "
+            f"here ({SHOW_MUTANTS}=1 shows which spec rejects each)."
+        )
+        return
+    for mutant, specs in sorted(rows):
+        terminalreporter.write_line(f"{mutant}: {specs}")
