@@ -18,6 +18,7 @@ fails, its "Falsifying example" is the smallest case it found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -48,6 +49,7 @@ RESET = "connection reset by peer"
 DECLINE = "card declined: insufficient funds"
 
 SLEPT = "slept"
+SUBJECT = "Your payment could not be completed"  # FAILURE_SUBJECT, as the README states it
 
 # ---------------------------------------------------------------- bounding every call into the kata
 
@@ -326,6 +328,50 @@ def test_jitter_comes_from_the_injected_random_source_one_draw_per_delay(draw, e
     )
 
 
+def refusal(change: dict[str, float], field: str) -> str:
+    """What is wrong with how RetryPolicy takes ``change`` (which it must refuse, naming ``field``), or ''."""
+    try:
+        made = payments.RetryPolicy(**{**DEFAULTS, **change})
+    except ValueError as error:
+        return "" if field in str(error) else f"{change}: a ValueError that does not name {field}: {error}"
+    return f"{change} was accepted: {made}"
+
+
+@pytest.mark.task(1)
+def test_a_policy_is_checked_when_it_is_made_its_edges_work_and_it_cannot_change():
+    """RetryPolicy takes 1 attempt, no delay, a cap equal to the base and no jitter; it refuses less; it is frozen."""
+    edge = payments.RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, jitter=0.0)
+    flat = payments.RetryPolicy(max_attempts=1, base_delay=2.0, max_delay=2.0, jitter=0.0)
+    got = [delay(p, retry, always(0.5)) for p in (edge, flat) for retry in range(3)]
+    assert got == pytest.approx([0.0, 0.0, 0.0, 2.0, 2.0, 2.0]), lesson(
+        expected="[0, 0, 0] with no delay and no jitter, then [2, 2, 2] with a cap equal to the base delay",
+        got=str(got),
+        revisit="task 1: the capped doubling, plus a share of the jitter (README: Exponential backoff with a cap)",
+    )
+    problems = [
+        problem
+        for change, field in [
+            ({"max_attempts": 0}, "max_attempts"),
+            ({"base_delay": -0.5}, "base_delay"),
+            ({"base_delay": 1.0, "max_delay": 0.5}, "max_delay"),
+            ({"jitter": -0.5}, "jitter"),
+        ]
+        if (problem := refusal(change, field))
+    ]
+    assert not problems, lesson(
+        expected="a ValueError naming the field: for no attempt, a negative delay, a cap below the base, a negative jitter",  # noqa: E501
+        got="; ".join(problems),
+        revisit="task 1: a policy that makes no sense is refused when it is made (README: Bounded attempts)",
+    )
+    with contextlib.suppress(AttributeError):  # dataclasses.FrozenInstanceError
+        edge.max_attempts = 5
+    assert edge.max_attempts == 1, lesson(
+        expected="a policy that cannot be changed once made (one app's policy is shared by all its payments)",
+        got=f"its max_attempts could be set to {edge.max_attempts}",
+        revisit="task 1: a policy is a frozen set of values (README: Injected time and randomness)",
+    )
+
+
 @pytest.mark.task(1)
 def test_jitter_is_added_on_top_of_the_cap_so_capped_retries_still_spread_out():
     """At the cap the jitter still counts: otherwise every client that reached it retries in step."""
@@ -393,8 +439,8 @@ async def test_a_failure_report_sends_the_payer_one_email_naming_the_payment_and
         )
         for email in outbox.sent
     ]
-    assert [(to, subject) for to, subject, _ in got] == [(PAYMENT["email"], payments.FAILURE_SUBJECT)], lesson(
-        expected=f"one email to {PAYMENT['email']} with subject {payments.FAILURE_SUBJECT!r}",
+    assert [(to, subject) for to, subject, _ in got] == [(PAYMENT["email"], SUBJECT)], lesson(
+        expected=f"one email to {PAYMENT['email']} with subject {SUBJECT!r}",
         got=repr(outbox),
         revisit="task 2: exactly one email, to the payer, with the failure subject (README: What the log and the payer are told)",  # noqa: E501
     )
@@ -443,6 +489,12 @@ async def test_a_payment_approved_at_once_is_charged_once_and_never_waits(gatewa
         got=f"returned {result!r} after {len(gateway)} charge(s), {len(sleep.calls)} sleep(s), {len(outbox)} email(s), "
         f"{len(loud)} WARNING or worse" + story(timeline),
         revisit="task 3: a charge that goes through ends the task with the gateway's receipt (README: Bounded attempts)",  # noqa: E501
+    )
+    receipts = [message(record) for record in log.at(logging.INFO) if "receipt-1" in message(record)]
+    assert receipts, lesson(
+        expected="an INFO line naming the receipt 'receipt-1', once the charge went through",
+        got=f"the log:\n{log}",
+        revisit="task 3: the log says how each payment ended, a success too, with its receipt (README: What the log and the payer are told)",  # noqa: E501
     )
 
 
