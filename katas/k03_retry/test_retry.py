@@ -56,9 +56,6 @@ SUBJECT = "Your payment could not be completed"  # FAILURE_SUBJECT, as the READM
 #: Real seconds one call into the kata's code may take. Its collaborators are fakes that
 #: answer at once, so right code takes milliseconds; only code that waits for real gets here.
 BOUND = 1.0
-#: Once one spec was stopped at the bound, the others stop sooner: the lesson is the same.
-BOUND_AFTER_A_HANG = 0.3
-_stopped_once = False
 
 
 class StillRunning(BaseException):
@@ -79,17 +76,14 @@ class WaitedElsewhere(BaseException):
 
 async def bounded(awaitable, *, what: str, revisit: str):
     """Await the kata's code for at most :data:`BOUND` real seconds."""
-    global _stopped_once  # noqa: PLW0603 - one flag for the whole run: after one hang, the others need not wait as long
-    limit = BOUND_AFTER_A_HANG if _stopped_once else BOUND
     try:
-        return await asyncio.wait_for(awaitable, limit)
+        return await asyncio.wait_for(awaitable, BOUND)
     except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11
-        _stopped_once = True
         raise StillRunning(
             lesson(
                 expected=f"{what} to be done at once: the gateway, the mailer and the sleep it was given "
                 "are fakes that never wait",
-                got=f"still running after {limit:.1f} s of real time, so the spec stopped it",
+                got=f"still running after {BOUND:.1f} s of real time, so the spec stopped it",
                 revisit=revisit,
             )
         ) from None
