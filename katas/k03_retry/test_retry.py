@@ -74,22 +74,27 @@ class WaitedElsewhere(BaseException):
     """
 
 
-async def bounded(awaitable, *, what: str, revisit: str):
-    """Await the kata's code for at most :data:`BOUND` real seconds."""
+async def bounded(awaitable, *, what: str, revisit: str, gateway=None, sleep=None):
+    """Await the kata's code for at most :data:`BOUND` real seconds; say how far it got if it is stopped."""
     try:
         return await asyncio.wait_for(awaitable, BOUND)
     except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11
+        progress = ""
+        if gateway is not None and sleep is not None:
+            progress = (
+                f"; by then the gateway was charged {len(gateway)} time(s) and the sleep called {len(sleep.calls)}"
+            )
         raise StillRunning(
             lesson(
                 expected=f"{what} to be done at once: the gateway, the mailer and the sleep it was given "
                 "are fakes that never wait",
-                got=f"still running after {BOUND:.1f} s of real time, so the spec stopped it",
+                got=f"still running after {BOUND:.1f} s of real time, so the spec stopped it{progress}",
                 revisit=revisit,
             )
         ) from None
 
 
-REAL_WAIT = "task 3: wait between attempts only through the sleep you were given, never a sleep of your own (README: Injected time and randomness)"  # noqa: E501
+REAL_WAIT = "task 3: the attempts come to an end, and every wait between them goes through the sleep you were given, never a sleep of your own (README: Injected time and randomness)"  # noqa: E501
 REAL_WAIT_IN_REPORT = "task 2: tell the payer through the mailer you were given; nothing in a report waits for real (README: Injected time and randomness)"  # noqa: E501
 REAL_WAIT_IN_APP = "task 4: answer at once and leave the charging, with its waits on the injected sleep, to the background (README: Injected time and randomness)"  # noqa: E501
 
@@ -221,6 +226,8 @@ async def pay(gateway, outbox, sleep, *, rng=no_jitter, **policy_changes):
         ),
         what="process_payment",
         revisit=REAL_WAIT,
+        gateway=gateway,
+        sleep=sleep,
     )
 
 
@@ -528,20 +535,6 @@ async def test_every_attempt_charges_the_same_payment_id_and_amount(gateway, out
 
 
 @pytest.mark.task(3)
-async def test_each_wait_draws_its_jitter_once_from_the_injected_random_source(gateway, outbox, sleep, timeline):
-    """Three timeouts with dice 0.2 then 0.8: waits of 0.5 + 0.05 and 1.0 + 0.2, two draws in all."""
-    gateway.will(transient(TIMEOUT))
-    dice = Dice(0.2, 0.8, 0.0)
-    await pay(gateway, outbox, sleep, rng=dice)
-    got = waits(sleep)
-    assert got == pytest.approx([0.55, 1.2]) and dice.calls == 2, lesson(
-        expected="waits [0.55, 1.2]: each wait takes one draw, in turn (0.25 * 0.2 and 0.25 * 0.8 of jitter)",
-        got=f"waits {got} after {dice.calls} draw(s)" + story(timeline),
-        revisit="task 3: each wait is the delay of its retry, one draw of the dice each (README: Full, equal and additive jitter)",  # noqa: E501
-    )
-
-
-@pytest.mark.task(3)
 @pytest.mark.parametrize("max_attempts", [1, 2, 3, 5])
 async def test_it_charges_at_most_max_attempts_times_counting_the_first(gateway, outbox, sleep, max_attempts):
     """A gateway that always times out is charged exactly max_attempts times, the first attempt included."""
@@ -564,6 +557,20 @@ async def test_it_does_not_sleep_after_the_last_attempt(gateway, outbox, sleep, 
         expected="two waits, [0.5, 1.0], for three attempts: one between each pair",
         got=f"{len(got)} wait(s): {got}" + story(timeline),
         revisit="task 3: wait only when another attempt follows (README: Bounded attempts)",
+    )
+
+
+@pytest.mark.task(3)
+async def test_each_wait_draws_its_jitter_once_from_the_injected_random_source(gateway, outbox, sleep, timeline):
+    """Two timeouts, then approved, with dice 0.2 then 0.8: waits of 0.5 + 0.05 and 1.0 + 0.2, two draws in all."""
+    gateway.will(transient(TIMEOUT), transient(UNAVAILABLE), "receipt-3")
+    dice = Dice(0.2, 0.8, 0.0)
+    await pay(gateway, outbox, sleep, rng=dice)
+    got = waits(sleep)
+    assert got == pytest.approx([0.55, 1.2]) and dice.calls == 2, lesson(
+        expected="waits [0.55, 1.2]: each wait takes one draw, in turn (0.25 * 0.2 and 0.25 * 0.8 of jitter)",
+        got=f"waits {got} after {dice.calls} draw(s)" + story(timeline),
+        revisit="task 3: each wait is the delay of its retry, one draw of the dice each (README: Full, equal and additive jitter)",  # noqa: E501
     )
 
 
