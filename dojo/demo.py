@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -153,21 +154,50 @@ class ConsoleAnalytics(_Console):
         self._log(f"{event}: user {user_id} from {ip_address}")
 
 
-class SlowGateway(_Console):
-    """A payment gateway that approves every charge after ``delay`` seconds (kata 3)."""
+class ScriptedGateway(_Console):
+    """Kata 3's demo gateway: the payment id says how the charges of that payment go.
+
+    - an id with ``fail`` and a number (``pay_fail2``): its first N charges time out, then
+      the next one is approved (``fail9`` outlasts the default three attempts);
+    - an id with ``decline`` (``pay_decline``): every charge is declined;
+    - any other id: approved.
+
+    Each charge takes ``delay`` seconds (``KATA_DEMO_DELAY``) and prints what happened, with
+    a timestamp, so the waits between the charges of one payment show in the terminal. The
+    errors raised are the kata's own ``TransientGatewayError`` and ``PaymentDeclinedError``,
+    taken from the module ``kata serve`` imported.
+    """
 
     label = "demo gateway"
+    FAILURES = re.compile(r"fail(\d+)")
 
     def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
         super().__init__(delay, out)
-        self.charges = 0
+        self.charges: dict[str, int] = {}
 
     async def charge(self, payment_id: str, amount_cents: int) -> str:
-        self._log(f"charging {payment_id}: {amount_cents} cents (takes {self.delay:g} s)")
+        number = self.charges[payment_id] = self.charges.get(payment_id, 0) + 1
+        self._log(f"charge {number} of {payment_id}: {amount_cents} cents (takes {self.delay:g} s)")
         await asyncio.sleep(self.delay)
-        self.charges += 1
-        self._log(f"approved {payment_id}: receipt-{self.charges}")
-        return f"receipt-{self.charges}"
+        scripted = self.FAILURES.search(payment_id)
+        if "decline" in payment_id:
+            self._log(f"charge {number} of {payment_id}: DECLINED")
+            raise _kata_error("PaymentDeclinedError")("card declined (demo: the id says decline)")
+        if scripted and number <= int(scripted.group(1)):
+            self._log(f"charge {number} of {payment_id}: TIMED OUT ({number} of {scripted.group(1)} scripted failures)")
+            raise _kata_error("TransientGatewayError")(
+                f"gateway timed out (demo: failure {number} of {scripted.group(1)})"
+            )
+        self._log(f"charge {number} of {payment_id}: approved, receipt-{payment_id}-{number}")
+        return f"receipt-{payment_id}-{number}"
+
+
+def _kata_error(name: str) -> type[Exception]:
+    """Kata 3's exception class ``name``, from the module ``kata serve`` imported (a plain one if absent)."""
+    error = getattr(sys.modules.get("k03_retry.payments"), name, None)
+    if isinstance(error, type) and issubclass(error, Exception):
+        return error
+    return type(name, (Exception,), {})
 
 
 class ConsoleWorker(_Console):
@@ -287,24 +317,30 @@ class RealClock:
         return time.monotonic()
 
 
-class RealSleep:
-    """A real sleep, with the interface of :class:`dojo.fakes.FakeSleep`."""
+class ConsoleSleep:
+    """A real ``await sleep(seconds)``, as :class:`dojo.fakes.FakeSleep` is called, that says how long it waits.
+
+    Kata 3's backoff: watch the waits grow.
+    """
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
 
     async def __call__(self, seconds: float) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        self.out.write(f"[demo sleep {stamp}] waiting {seconds:.3f} s\n")
+        self.out.flush()
         await asyncio.sleep(seconds)
-
-    def sync(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 #: Parameter name -> a builder of its demo collaborator.
 COLLABORATORS: dict[str, Callable[[], Any]] = {
     "mailer": ConsoleMailer,
     "clock": RealClock,
-    "sleep": RealSleep,
+    "sleep": ConsoleSleep,
     "profiles": ConsoleProfiles,
     "analytics": ConsoleAnalytics,
-    "gateway": SlowGateway,
+    "gateway": ScriptedGateway,
     "rng": lambda: random.random,
     "handler": ConsoleJobHandler,
     "process": ConsoleImporter,

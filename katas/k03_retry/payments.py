@@ -84,15 +84,16 @@ class Payment:
 
 def backoff_delay(policy: RetryPolicy, retry: int, rng: Rng) -> float:
     """Seconds to wait before retry number ``retry`` (0: the wait after the first failed attempt)."""
-    # TODO(k03) task 1: base_delay doubled `retry` times, capped at max_delay, plus
-    # jitter * rng() on top. Take the randomness from `rng`, nowhere else.
+    # TODO(k03) task 1: the delay before retry number `retry`: the base delay doubled once per
+    # retry, never more than the cap, plus a share of the jitter drawn once from `rng` (and
+    # from nowhere else).
     raise NotImplementedError("TODO(k03) task 1: compute the backoff delay")
 
 
 async def report_failure(payment: Payment, error: Exception, attempts: int, mailer: Mailer) -> None:
     """Tell the log (one ERROR) and the payer (one email) that the payment failed, and why."""
-    # TODO(k03) task 2: log one ERROR naming the payment and the error, and send the payer
-    # one email (FAILURE_SUBJECT) whose body names the payment and the error.
+    # TODO(k03) task 2: log one ERROR naming the payment, the attempts made and the error, and
+    # send the payer one email (subject `FAILURE_SUBJECT`) whose body names the payment and the error.
     raise NotImplementedError("TODO(k03) task 2: report the failed payment")
 
 
@@ -106,18 +107,20 @@ async def process_payment(  # noqa: PLR0913 - every collaborator is injected, by
     policy: RetryPolicy,
 ) -> str | None:
     """Charge ``payment``, retrying transient errors; return the receipt, or None after reporting failure."""
-    # TODO(k03) task 3: at most policy.max_attempts charges, each logged with its number.
-    # Retry a TransientGatewayError after sleeping backoff_delay(...), but never sleep after
-    # the last attempt; never retry a PaymentDeclinedError. Return the receipt on success; when
-    # it ends in failure, call report_failure once, with the last error.
+    # TODO(k03) task 3: at most `max_attempts` charges of the same payment, each announced at
+    # INFO with its number. A `TransientGatewayError` is retried after the delay of that retry,
+    # with a WARNING, but nothing waits after the last attempt; a `PaymentDeclinedError` is never
+    # retried. Return the receipt when a charge goes through; when it ends in failure, report it
+    # once, with the last error and the attempts made, and return None.
     raise NotImplementedError("TODO(k03) task 3: charge with retries")
 
 
 class PaymentRequest(BaseModel):
     """What a client sends: which payment, how much, and whom to tell if it fails."""
 
-    # TODO(k03) task 4: declare `payment_id` (1 to 64 characters), `amount_cents` (a whole
-    # number above 0) and `email` (a valid address). Anything else must get a 422.
+    # TODO(k03) task 4: declare `payment_id` (1 to 64 characters), `amount_cents` (a JSON
+    # integer above 0, not a string, a boolean or a number with a decimal point) and `email`
+    # (a valid address). Anything else must get a 422.
 
 
 def create_app(
@@ -135,8 +138,9 @@ def create_app(
     @app.post("/payments", status_code=202)
     async def start_payment(request: PaymentRequest, background_tasks: BackgroundTasks) -> dict[str, str]:
         """Accept a payment and charge it in the background, retrying as the policy says."""
-        # TODO(k03) task 4: build a Payment from the request, queue process_payment with the
-        # injected collaborators, and answer {"status": "processing", "payment_id": ...}.
+        # TODO(k03) task 4: build a `Payment` from the request, queue `process_payment` in the
+        # request's background tasks with every injected collaborator, and answer
+        # {"status": "processing", "payment_id": <the id>}.
         raise NotImplementedError("TODO(k03) task 4: queue the payment and answer 202")
 
     return app

@@ -141,7 +141,7 @@ class PaymentRequest(BaseModel):
 
     # Validated here, so a bad request is a 422 and never reaches the gateway.
     payment_id: str = Field(min_length=1, max_length=64)
-    amount_cents: int = Field(gt=0)
+    amount_cents: int = Field(gt=0, strict=True)
     email: EmailStr
 
 
