@@ -18,7 +18,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from dojo import grade, impl, manifest
+from dojo import impl, manifest
+from dojo.grading import intake, outputs, plan
 from dojo.manifest import REPO_ROOT
 
 K01 = manifest.load().get("k01")
@@ -147,7 +148,7 @@ def run_grader(*args, timeout=240):
 
 
 def results_of(out, student):
-    return json.loads((out / student / "results.json").read_text(encoding="utf-8"))
+    return json.loads((out / "students" / student / "results.json").read_text(encoding="utf-8"))
 
 
 def task_points(result, number, slug=K01.slug):
@@ -280,9 +281,9 @@ def test_a_flood_of_output_is_cut_at_500_characters_per_spec(corpus):
     result = corpus["flood_of_output"]
     outputs = [test["output"] for test in result["tests"] if test["output"]]
     assert outputs, "the flood was captured"
-    assert all(len(output) <= grade.OUTPUT_CAP for output in outputs)
-    assert any(output.endswith(grade.OUTPUT_CUT) for output in outputs)
-    assert (corpus["out"] / "flood_of_output" / "results.json").stat().st_size < 64_000
+    assert all(len(output) <= plan.OUTPUT_CAP for output in outputs)
+    assert any(output.endswith(plan.OUTPUT_CUT) for output in outputs)
+    assert (corpus["out"] / "students" / "flood_of_output" / "results.json").stat().st_size < 64_000
 
 
 @pytest.mark.slow
@@ -315,7 +316,7 @@ def test_the_run_states_its_limits_and_took_bounded_time(corpus):
     """The limits are printed and kept in each results.json; hangs cost seconds, not the run."""
     assert "1 s per spec" in corpus["stdout"] and "RLIMIT_AS" in corpus["stdout"]
     assert corpus["solution"]["limits"]["spec_timeout"] == 1.0
-    assert corpus["solution"]["limits"]["output_cap"] == grade.OUTPUT_CAP
+    assert corpus["solution"]["limits"]["output_cap"] == plan.OUTPUT_CAP
     assert corpus["elapsed"] < 120, f"the corpus took {corpus['elapsed']:.0f} s"
 
 
@@ -497,8 +498,8 @@ def test_a_mistake_on_the_command_line_is_a_message_and_exit_2_not_a_traceback(t
 def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """write_atomically replaces the file in one step and leaves no temporary file behind, even on failure."""
     target = tmp_path / "ada" / "results.json"
-    grade.write_atomically(target, "old")
-    grade.write_atomically(target, "new")
+    outputs.write_atomically(target, "old")
+    outputs.write_atomically(target, "new")
     assert target.read_text() == "new"
 
     def broken(*_args):
@@ -506,7 +507,7 @@ def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(OSError, match="disk full"):
-        grade.write_atomically(target, "half")
+        outputs.write_atomically(target, "half")
     assert target.read_text() == "new"
     assert sorted(path.name for path in target.parent.iterdir()) == ["results.json"]
 
