@@ -19,7 +19,7 @@ from dojo.grading.plan import ERROR, FAILED, MESSAGE_CAP, OUTPUT_CAP, PASSED, SK
 
 Emit = Callable[..., None]
 
-#: Modules whose functions and classes decide or carry a verdict; a submission that rebinds any of their names is caught.
+#: Modules whose functions and classes decide or carry a verdict: rebinding any of their names shows.
 WATCHED = (
     "_pytest",
     "pytest",
@@ -107,7 +107,7 @@ class Recorder:
         self._tampered = False
 
     def _verify(self) -> None:
-        """After each spec: report once that the machinery changed (the parent then trusts no verdict of this process)."""
+        """After each spec: report once that the machinery changed (the parent then trusts no verdict here)."""
         if self._check is None or self._tampered:
             return
         changed = self._check()
