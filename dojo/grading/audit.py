@@ -232,7 +232,7 @@ class Policy:
         code = getattr(target, "__code__", None)  # reading __code__ raises object.__getattr__: we are busy, it passes
         if code is not None and code.co_filename.startswith(self.code):
             return None  # its own function
-        if self._student_frame(self.local.frame) is None:
+        if not self._is_student(self._first_caller(self.local.frame)):
             return None  # namedtuple sets __defaults__, types.coroutine __code__, of what they build
         return f"rewriting the {name} of {getattr(target, '__qualname__', type(target).__name__)}"
 
