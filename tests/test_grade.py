@@ -550,9 +550,7 @@ def _hostile(request, tmp_path_factory):
     out = root / "out"
     folders = sorted(school.iterdir())
     started = time.monotonic()
-    result = run_grader_in(
-        scratch, *folders, "--out", out, "--timeout", SPEC_TIMEOUT, "--jobs", "2", "--sandbox", request.param
-    )
+    result = run_grader_in(scratch, *folders, "--out", out, "--timeout", "5", "--jobs", "2", "--sandbox", request.param)
     elapsed = time.monotonic() - started
     time.sleep(0.5)  # a daemon that escaped would be running now
     return {
@@ -569,7 +567,7 @@ def _hostile(request, tmp_path_factory):
     }
 
 
-def run_grader_in(scratch, *args, timeout=900):
+def run_grader_in(scratch, *args, timeout=2400):
     return subprocess.run(
         [sys.executable, "-m", "dojo.grade", *map(str, args)],
         cwd=REPO_ROOT,

@@ -106,7 +106,7 @@ class Policy:
             "signal.pthread_kill": lambda a: f"sending signal {a[1]} to a thread",
             "resource.setrlimit": lambda _a: "changing the process's limits",
             "resource.prlimit": lambda _a: "changing a process's limits",
-            "sys._current_frames": lambda _a: "reading every thread's frames (sys._current_frames)",
+            "sys._current_frames": self._direct("reading every thread's frames (sys._current_frames)"),
             "gc.get_objects": self._student_only("walking the garbage collector (gc.get_objects)"),
             "gc.get_referrers": self._student_only("walking the garbage collector (gc.get_referrers)"),
             "gc.get_referents": self._student_only("walking the garbage collector (gc.get_referents)"),

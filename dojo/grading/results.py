@@ -172,6 +172,7 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
     review += [f"report did not add up: {text}" for text in outcome.problems]
     review += [f"scan: {text}" for text in intake.flags]
     review += [f"not read: {slug}/{text}" for slug, info in intake.katas.items() for text in info["refused_files"]]
+    review = list(dict.fromkeys(review))  # a refusal repeats in every spec that imports the module: once is enough
     return {
         "version": 3,
         "status": status,
