@@ -758,6 +758,32 @@ def test_a_change_to_our_side_during_the_run_stops_it_before_any_later_grade(tmp
     assert not (out / "gradebook.csv").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_grader_killed_outright_leaves_no_grading_process_running(tmp_path, sandbox):
+    """SIGKILL to the grader (it cannot clean up): its grading processes notice and end within a second."""
+    hang = CORPUS["await_never_returns"]["katas/k01_fire_and_forget/notifications.py"]
+    folder = make_submission(tmp_path / "hangs", {f"{K01.slug}/notifications.py": hang})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "dojo.grade", str(folder), "--out", str(tmp_path / "out"), "--kata", "k01"]
+    command += ["--timeout", "60", "--sandbox", sandbox]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not grading_processes(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert grading_processes(scratch), "a grading process started"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 5
+    while grading_processes(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert grading_processes(scratch) == []
+    shutil.rmtree(scratch)
+
+
 def test_the_guard_sees_a_pth_file_added_to_the_environment():
     """A .pth file in site-packages runs in every later Python process: the snapshot names it."""
     snapshot = guard.Snapshot.take(tuple(ALL))

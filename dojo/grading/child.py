@@ -356,10 +356,13 @@ def run_child(  # noqa: PLR0913 - keyword-only, one per part of the run
         with contextlib.suppress(OSError):
             assert process.stdin is not None
             process.stdin.write(run.token.encode() + b"\n")
-            process.stdin.close()
+            process.stdin.flush()  # kept open: the child exits when it closes (the parent is gone)
         _follow(process, run, read_fd, limits, deadline)
     finally:
         _kill_group(process)
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         with _LIVE_LOCK:
             _LIVE.discard(process)
         os.close(read_fd)
