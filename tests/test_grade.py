@@ -138,7 +138,7 @@ def make_submission(folder, files):
     return folder
 
 
-def run_grader(*args, timeout=240):
+def run_grader(*args, timeout=900):
     return subprocess.run(
         [sys.executable, "-m", "dojo.grade", *map(str, args)],
         cwd=REPO_ROOT,
@@ -784,17 +784,18 @@ def test_a_grader_killed_outright_leaves_no_grading_process_running(tmp_path, sa
     shutil.rmtree(scratch)
 
 
-def test_the_guard_sees_a_pth_file_added_to_the_environment():
+def test_the_guard_sees_a_pth_file_added_to_the_environment(tmp_path):
     """A .pth file in site-packages runs in every later Python process: the snapshot names it."""
-    snapshot = guard.Snapshot.take(tuple(ALL))
+    site_packages = tmp_path / "site-packages"
+    (site_packages / "fastapi").mkdir(parents=True)
+    (site_packages / "fastapi" / "__init__.py").write_text("# the real one\n", encoding="utf-8")
+    snapshot = guard.Snapshot(tree={}, folders=[site_packages], environment=guard._signature([site_packages]))
     assert snapshot.changes() == []
-    planted = Path(SITE_PACKAGES) / "zz_kata_grade_test.pth"
-    try:
-        planted.write_text("# nothing\n", encoding="utf-8")
-        assert [change for change in snapshot.changes() if "zz_kata_grade_test.pth" in change]
-    finally:
-        planted.unlink(missing_ok=True)
-    assert snapshot.changes() == []
+    (site_packages / "zz_attack.pth").write_text("import os\n", encoding="utf-8")
+    (site_packages / "sitecustomize.py").write_text("import os\n", encoding="utf-8")
+    changes = "; ".join(snapshot.changes())
+    assert "zz_attack.pth (added)" in changes and "sitecustomize.py (added)" in changes
+    assert guard.Snapshot.take(tuple(ALL)).changes() == [], "the real environment and our files, unchanged"
 
 
 # ------------------------------------------------------------------ every kata, outputs, resuming
