@@ -1114,3 +1114,20 @@ def test_any_string_is_safe_to_encode():
     text = outputs.results_text(result)
     text.encode("utf-8")
     assert "\ufffd" in text
+
+
+def test_results_changed_after_the_grader_wrote_them_are_named_and_written_again(tmp_path):
+    """Before the gradebook: every results.json is what the parent wrote; one that is not is put back."""
+    from dojo.grading.command import Run
+
+    run = Run(tmp_path, plan=None, snapshot=None, sandbox=None)
+    result = {"student": "ada", "points": 3}
+    run.write("ada", result)
+    path = outputs.results_path(tmp_path, "ada")
+    assert path == tmp_path / "students" / "ada" / "results.json"
+    assert run.verify({"ada": result}) == []
+    path.write_text('{"student": "ada", "points": 63}', encoding="utf-8")
+    assert run.verify({"ada": result}) == ["ada"]
+    assert json.loads(path.read_text(encoding="utf-8"))["points"] == 3
+    ledger = json.loads((tmp_path / ".ledger.json").read_text(encoding="utf-8"))
+    assert ledger["ada"] == outputs.sha(path.read_text(encoding="utf-8"))
