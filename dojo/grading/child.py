@@ -556,11 +556,13 @@ def _run_kata(  # noqa: C901, PLR0912, PLR0913, PLR0917 - run_specs's arguments,
                 verdicts[nodeid] = verdict(
                     ERROR, "not trusted: the report of its grading process did not add up: " + "; ".join(run.problems)
                 )
+        judged: set[str] = set()  # a spec's first refusal is its verdict
         for refusal in run.refusals:
             text = f"{refusal['what']} ({refusal['where']})"
             outcome.refusals.append(f"{kata.slug}: {text}")
             spec = refusal["spec"]
-            if spec in by_id and not str(verdicts.get(spec, {}).get("message") or "").startswith("refused"):
+            if spec in by_id and spec not in judged:
+                judged.add(spec)
                 output = (run.results.get(spec) or {}).get("output")
                 verdicts[spec] = verdict(ERROR, f"refused by the grader: {text}", output)
         if run.running in by_id and run.running not in verdicts:
