@@ -188,7 +188,7 @@ def _corpus(tmp_path_factory):
 EXPECTED = {
     "solution": ("pass", K01.points),
     "untouched_stub": ("fail", 0),
-    "rewrites_the_grader": ("fail", 0),
+    "rewrites_the_grader": ("error", 0),  # its import is refused in every spec: each one an error
     "missing_function": ("fail", TASK[2]),
     "sync_infinite_loop": ("fail", TASK[1] + TASK[2]),
     "await_never_returns": ("fail", TASK[1] + TASK[2]),
@@ -304,8 +304,8 @@ def test_the_submissions_specs_conftest_and_settings_are_ignored_and_reported(co
 def test_the_gradebook_has_a_row_per_student_and_the_maximum_first(corpus):
     """gradebook.csv: student, a column per kata, total, notes; the row after the header is the maximum."""
     rows = list(csv.reader((corpus["out"] / "gradebook.csv").read_text(encoding="utf-8").splitlines()))
-    assert rows[0] == ["student", K01.slug, "total", "notes"]
-    assert rows[1] == ["(maximum)", str(K01.points), str(K01.points), ""]
+    assert rows[0] == ["student", K01.slug, "total", "notes", "review"]
+    assert rows[1] == ["(maximum)", str(K01.points), str(K01.points), "", ""]
     by_student = {row[0]: row for row in rows[2:]}
     assert set(by_student) == set(CORPUS)
     for case, (_status, points) in EXPECTED.items():
@@ -753,8 +753,9 @@ def test_a_change_to_our_side_during_the_run_stops_it_before_any_later_grade(tmp
         if process.poll() is None:
             process.kill()
     assert process.returncode == 1, stdout + stderr
-    assert "STOPPED" in stderr and "README.md" in stderr and "s1_hangs" in stderr
-    assert sorted(path.parent.name for path in out.glob("students/*/results.json")) == ["s0_stub"]
+    assert "STOPPED" in stderr and "README.md" in stderr and "Being graded then:" in stderr
+    written = sorted(path.parent.name for path in out.glob("students/*/results.json"))
+    assert written[0] == "s0_stub" and "s2_solution" not in written, written
     assert not (out / "gradebook.csv").exists()
 
 
