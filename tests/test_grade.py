@@ -1,7 +1,8 @@
-"""Instructor grading (dojo/grade.py): a class of broken and hostile submissions, graded fairly and safely.
+"""Instructor grading (dojo/grading/): a class of broken and hostile submissions, graded fairly and safely.
 
 Each test runs the grader as an instructor does, ``python -m dojo.grade ...``, in a subprocess.
-The corpus is built here from kata 1's solution and stub; the slow tests are marked ``slow``.
+Two corpora: broken code (hangs, crashes, floods) on kata 1, and hostile code (every class of
+attack in issue 13) on every kata, with and without the sandbox. The slow tests are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
-from dojo import grade, impl, manifest
+from dojo import impl, manifest
+from dojo.grading import child, guard, intake, outputs, plan
 from dojo.manifest import REPO_ROOT
 
 K01 = manifest.load().get("k01")
@@ -135,7 +138,7 @@ def make_submission(folder, files):
     return folder
 
 
-def run_grader(*args, timeout=240):
+def run_grader(*args, timeout=900):
     return subprocess.run(
         [sys.executable, "-m", "dojo.grade", *map(str, args)],
         cwd=REPO_ROOT,
@@ -147,7 +150,7 @@ def run_grader(*args, timeout=240):
 
 
 def results_of(out, student):
-    return json.loads((out / student / "results.json").read_text(encoding="utf-8"))
+    return json.loads((out / "students" / student / "results.json").read_text(encoding="utf-8"))
 
 
 def task_points(result, number, slug=K01.slug):
@@ -185,7 +188,7 @@ def _corpus(tmp_path_factory):
 EXPECTED = {
     "solution": ("pass", K01.points),
     "untouched_stub": ("fail", 0),
-    "rewrites_the_grader": ("fail", 0),
+    "rewrites_the_grader": ("error", 0),  # its import is refused in every spec: each one an error
     "missing_function": ("fail", TASK[2]),
     "sync_infinite_loop": ("fail", TASK[1] + TASK[2]),
     "await_never_returns": ("fail", TASK[1] + TASK[2]),
@@ -280,9 +283,9 @@ def test_a_flood_of_output_is_cut_at_500_characters_per_spec(corpus):
     result = corpus["flood_of_output"]
     outputs = [test["output"] for test in result["tests"] if test["output"]]
     assert outputs, "the flood was captured"
-    assert all(len(output) <= grade.OUTPUT_CAP for output in outputs)
-    assert any(output.endswith(grade.OUTPUT_CUT) for output in outputs)
-    assert (corpus["out"] / "flood_of_output" / "results.json").stat().st_size < 64_000
+    assert all(len(output) <= plan.OUTPUT_CAP for output in outputs)
+    assert any(output.endswith(plan.OUTPUT_CUT) for output in outputs)
+    assert (corpus["out"] / "students" / "flood_of_output" / "results.json").stat().st_size < 64_000
 
 
 @pytest.mark.slow
@@ -301,8 +304,8 @@ def test_the_submissions_specs_conftest_and_settings_are_ignored_and_reported(co
 def test_the_gradebook_has_a_row_per_student_and_the_maximum_first(corpus):
     """gradebook.csv: student, a column per kata, total, notes; the row after the header is the maximum."""
     rows = list(csv.reader((corpus["out"] / "gradebook.csv").read_text(encoding="utf-8").splitlines()))
-    assert rows[0] == ["student", K01.slug, "total", "notes"]
-    assert rows[1] == ["(maximum)", str(K01.points), str(K01.points), ""]
+    assert rows[0] == ["student", K01.slug, "total", "notes", "review"]
+    assert rows[1] == ["(maximum)", str(K01.points), str(K01.points), "", ""]
     by_student = {row[0]: row for row in rows[2:]}
     assert set(by_student) == set(CORPUS)
     for case, (_status, points) in EXPECTED.items():
@@ -315,7 +318,7 @@ def test_the_run_states_its_limits_and_took_bounded_time(corpus):
     """The limits are printed and kept in each results.json; hangs cost seconds, not the run."""
     assert "1 s per spec" in corpus["stdout"] and "RLIMIT_AS" in corpus["stdout"]
     assert corpus["solution"]["limits"]["spec_timeout"] == 1.0
-    assert corpus["solution"]["limits"]["output_cap"] == grade.OUTPUT_CAP
+    assert corpus["solution"]["limits"]["output_cap"] == plan.OUTPUT_CAP
     assert corpus["elapsed"] < 120, f"the corpus took {corpus['elapsed']:.0f} s"
 
 
@@ -325,6 +328,351 @@ def test_code_that_rewrites_the_grader_changes_only_its_own_copy(corpus):
     assert corpus["rewrites_the_grader"]["points"] == 0
     assert corpus["edited_spec_file"]["points"] == corpus["conftest_forces_pass"]["points"] == 0
     assert "WARNING" not in corpus["stderr"]
+
+
+# ------------------------------------------------------------------ the hostile corpus, graded on every kata
+
+K03 = manifest.load().get("k03")
+TOTAL = sum(kata.points for kata in ALL)
+PRIVATE_LINE = "PRIVATE-FIRST-LINE-the-instructor-can-read"
+
+
+def every_stub():
+    return {
+        f"katas/{kata.slug}/{name}": impl.shipped_source(kata, name).decode("utf-8")
+        for kata in ALL
+        for name in kata.module_files
+    }
+
+
+def every_solution():
+    return {
+        f"katas/{kata.slug}/{name}": (kata.solution_folder / name).read_text(encoding="utf-8")
+        for kata in ALL
+        for name in kata.module_files
+    }
+
+
+def k01_attack(code, base=STUB):
+    """Every kata's stub, kata 1's module running ``code`` when it is imported."""
+    return {**every_stub(), "katas/k01_fire_and_forget/notifications.py": at_import(code, base)}
+
+
+SITE_PACKAGES = next(path for path in sys.path if path.endswith("site-packages"))
+ATTACKS = {
+    # 1. The grader's copy: rewrite it; then crash so that a relaunch would use the rewrite.
+    "rewrites_the_grader": k01_attack(
+        "import sys, pathlib\n"
+        "root = pathlib.Path(sys.modules['dojo'].__file__).resolve().parent.parent\n"
+        f"with (root / 'conftest.py').open('a') as conftest:\n    conftest.write({FORCE_GREEN!r})\n"
+    ),
+    "rewrites_the_grader_then_crashes": every_stub()
+    | {
+        "katas/k01_fire_and_forget/notifications.py": STUB + "\n"
+        "import sys, pathlib, os\n"
+        "try:\n"
+        "    root = pathlib.Path(sys.modules['dojo'].__file__).resolve().parent.parent\n"
+        f"    (root / 'conftest.py').write_text({FORCE_GREEN!r})\n"
+        "    (root / 'dojo' / 'teach.py').write_text('')\n"
+        "except BaseException:\n    pass\n"
+        "def send_notification_email(mailer, email, message):\n    os._exit(3)\n"
+    },
+    # 2. The verdicts: pytest's reports, the JSON encoder, a plugin found through the collector, forged lines.
+    "forges_pytest_reports": k01_attack(
+        "import sys\n"
+        "reports = sys.modules['_pytest.reports']\n"
+        "reports.BaseReport.failed = property(lambda self: False)\n"
+        "reports.BaseReport.passed = property(lambda self: True)\n"
+    ),
+    "patches_the_json_encoder": k01_attack(
+        "import json\n"
+        "real = json.dumps\n"
+        "def forged(record, *args, **kwargs):\n"
+        "    if isinstance(record, dict) and record.get('event') == 'result':\n"
+        "        record = {**record, 'outcome': 'passed', 'message': None}\n"
+        "    if isinstance(record, dict) and record.get('event') == 'finish':\n"
+        "        record = {**record, 'exitstatus': 0}\n"
+        "    return real(record, *args, **kwargs)\n"
+        "json.dumps = forged\n"
+    ),
+    "reaches_into_the_grader": k01_attack(
+        "import sys\n"
+        "try:\n    from dojo.grading import recorder\nexcept BaseException:\n    pass\n"
+        "for thing in sys.modules['gc'].get_objects():\n"
+        "    if type(thing).__name__ == 'PytestPluginManager':\n"
+        f"        exec({FORCE_GREEN!r}, globals())\n"
+        "        thing.register(sys.modules[__name__])\n"
+    ),
+    "forges_lines_in_the_pipe": k01_attack(
+        "import os, json\n"
+        "for fd in range(3, 1024):\n"
+        "    try:\n"
+        "        os.write(fd, (json.dumps({'event': 'finish', 'exitstatus': 0}) + '\\n').encode())\n"
+        "    except OSError:\n        pass\n"
+        "os._exit(0)\n"
+    ),
+    # 3 and 6. The output folder and the classmates, found through the parent's command line.
+    "reads_the_parent_and_rewrites_outputs": k01_attack(
+        "import os, pathlib, json\n"
+        "args = pathlib.Path(f'/proc/{os.getppid()}/cmdline').read_bytes().split(b'\\0')\n"
+        "out = pathlib.Path(args[args.index(b'--out') + 1].decode())\n"
+        "for results in out.glob('students/*/results.json'):\n"
+        "    results.write_text(json.dumps({'points': 0}))\n"
+        "(out / '.specs.json').write_text(json.dumps({'grader': 'x', 'specs': []}))\n"
+    ),
+    # 3 and 4. Processes: a daemon that outlives the grader, a fork that leaves its session.
+    "starts_a_daemon": k01_attack(
+        "import subprocess, sys, os, time\n"
+        "try:\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], start_new_session=True)\n"
+        "except BaseException:\n    pass\n"
+        "if os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n    os._exit(0)\n"
+    ),
+    "stops_the_parent": k01_attack("import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n"),
+    "kills_the_parent_from_a_thread": k01_attack(
+        "import os, signal, threading, time\n"
+        "threading.Thread(target=os.kill, args=(os.getppid(), signal.SIGKILL)).start()\n"
+        "threading.Thread(target=os.killpg, args=(0, signal.SIGTERM)).start()\n"
+        "time.sleep(0.2)\n"
+    ),
+    # 6. Our solutions, through the repository the environment lives in.
+    "loads_the_solution_from_the_repository": k01_attack(
+        "import sys, pathlib\n"
+        "try:\n    from solutions.k01_fire_and_forget.notifications import *\nexcept ImportError:\n"
+        "    repo = pathlib.Path(sys.prefix).parent\n"
+        "    source = (repo / 'solutions' / 'k01_fire_and_forget' / 'notifications.py').read_text()\n"
+        "    exec(compile(source, __file__, 'exec'))\n",
+        SOLUTION[: SOLUTION.index("class Mailer")],
+    ),
+    # 7. The instructor's side: their conftest.py, a .pth file in the environment.
+    "edits_the_instructors_conftest": k01_attack(
+        f"import sys, pathlib\n(pathlib.Path(sys.prefix).parent / 'conftest.py').open('a').write({FORCE_GREEN!r})\n"
+    ),
+    "writes_a_pth_file": k01_attack(
+        f"import pathlib\npathlib.Path({SITE_PACKAGES!r}, 'zz_kata_grade_attack.pth').write_text('import os\\n')\n"
+    ),
+    # 8. A value whose __eq__ is always true, where a spec compares what the code returns.
+    "always_equal_backoff": {
+        **every_stub(),
+        "katas/k03_retry/payments.py": edit(
+            (K03.solution_folder / "payments.py").read_text(encoding="utf-8"),
+            "    return min(policy.max_delay, policy.base_delay * 2**retry) + policy.jitter * rng()\n",
+            "    class Anything(float):\n"
+            "        def __eq__(self, other):\n            return True\n"
+            "        def __ne__(self, other):\n            return False\n"
+            "        __hash__ = float.__hash__\n"
+            "    return Anything(0.0)\n",
+        ),
+    },
+    # 9. Robustness: a message holding a lone surrogate.
+    "lone_surrogate": k01_attack("import os\nraise ValueError(os.fsdecode(b'caf\\xff'))\n"),
+    # The baselines: every solution earns everything under the audit hook; every stub nothing.
+    "solution": every_solution(),
+    "untouched_stub": every_stub(),
+    "gradebook.csv": every_stub() | {"katas/k01_fire_and_forget/notifications.py": SOLUTION},
+    "=HYPERLINK(1)": every_stub(),
+}
+
+# 5. Links: made in the class folder (a submission is a folder of files; these are links).
+LINKS = {
+    "links_to_the_solution": {
+        f"katas/{kata.slug}/{name}": kata.solution_folder / name for kata in ALL for name in kata.module_files
+    },
+    "links_to_a_secret": {"katas/k01_fire_and_forget/notifications.py": "secret.txt"},
+    "links_a_folder_to_a_classmate": {"katas/k01_fire_and_forget": "solution/katas/k01_fire_and_forget"},
+}
+
+# case -> (status, points, flagged for review)
+HOSTILE = {
+    "rewrites_the_grader": ("fail", 0, True),
+    "rewrites_the_grader_then_crashes": ("fail", 0, True),
+    "forges_pytest_reports": ("fail", 0, True),
+    "patches_the_json_encoder": ("fail", 0, True),
+    "reaches_into_the_grader": ("fail", 0, True),
+    "forges_lines_in_the_pipe": ("fail", 0, True),
+    "reads_the_parent_and_rewrites_outputs": ("fail", 0, True),
+    "starts_a_daemon": ("fail", 0, True),
+    "stops_the_parent": ("fail", 0, True),
+    "kills_the_parent_from_a_thread": ("fail", 0, True),
+    "links_to_the_solution": ("fail", 0, True),
+    "links_to_a_secret": ("fail", 0, True),
+    "links_a_folder_to_a_classmate": ("fail", 0, True),
+    "loads_the_solution_from_the_repository": ("fail", 0, True),
+    "edits_the_instructors_conftest": ("fail", 0, True),
+    "writes_a_pth_file": ("fail", 0, True),
+    "always_equal_backoff": ("fail", None, False),  # less than kata 3's points: checked below
+    "lone_surrogate": ("fail", 0, False),
+    "solution": ("pass", TOTAL, False),
+    "untouched_stub": ("fail", 0, False),
+    "gradebook.csv": ("fail", K01.points, False),
+    "=HYPERLINK(1)": ("fail", 0, False),
+    "symlinked_folder": ("pass", TOTAL, False),
+}
+
+
+def grading_processes(marker):
+    """Processes whose command line names ``marker`` (the grader's temporary folder)."""
+    return [
+        line
+        for line in subprocess.check_output(["ps", "-ww", "-eo", "args"], text=True).splitlines()
+        if str(marker) in line and "ps -ww" not in line
+    ]
+
+
+SANDBOXES = ["none", pytest.param("bwrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bwrap"))]
+
+
+@pytest.fixture(name="hostile", scope="module", params=SANDBOXES)
+def _hostile(request, tmp_path_factory):
+    """Every hostile case graded in one run, on every kata, two at a time, with and without the sandbox."""
+    root = tmp_path_factory.mktemp(f"hostile-{request.param}")
+    school = root / "class"
+    for name, files in ATTACKS.items():
+        make_submission(school / name, files)
+    (root / "secret.txt").write_text(PRIVATE_LINE + "\nsecond line\n", encoding="utf-8")
+    for name, links in LINKS.items():
+        make_submission(school / name, every_stub())
+        for path, pointed in links.items():
+            link = school / name / path
+            if link.is_dir():
+                shutil.rmtree(link)
+            else:
+                link.unlink()
+            target = pointed
+            if not isinstance(pointed, os.PathLike):
+                target = root / pointed if pointed == "secret.txt" else school / pointed
+            link.symlink_to(target)
+    (school / "symlinked_folder").symlink_to(school / "solution")
+    (school / "notes.txt").write_text("a stray file among the folders", encoding="utf-8")
+    conftest_before = (REPO_ROOT / "conftest.py").read_bytes()
+    scratch = root / "scratch"
+    scratch.mkdir()
+    out = root / "out"
+    folders = sorted(school.iterdir())
+    started = time.monotonic()
+    result = run_grader_in(scratch, *folders, "--out", out, "--timeout", "5", "--jobs", "2", "--sandbox", request.param)
+    elapsed = time.monotonic() - started
+    time.sleep(0.5)  # a daemon that escaped would be running now
+    return {
+        "mode": request.param,
+        "out": out,
+        "result": result,
+        "elapsed": elapsed,
+        "scratch": scratch,
+        "leftover_processes": grading_processes(scratch) + grading_processes(root),
+        "leftover_files": sorted(str(path) for path in scratch.iterdir()),
+        "conftest_changed": (REPO_ROOT / "conftest.py").read_bytes() != conftest_before,
+        "pth_written": (Path(SITE_PACKAGES) / "zz_kata_grade_attack.pth").exists(),
+        **{name: results_of(out, name) for name in HOSTILE},
+    }
+
+
+def run_grader_in(scratch, *args, timeout=2400):
+    return subprocess.run(
+        [sys.executable, "-m", "dojo.grade", *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_hostile_run_finishes_and_leaves_no_process_and_no_file_behind(hostile):
+    """Signals, daemons, forks: the run ends normally (exit 0), and nothing of it is left running or on disk."""
+    result = hostile["result"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert hostile["leftover_processes"] == []
+    assert hostile["leftover_files"] == []
+    assert not hostile["conftest_changed"], "the instructor's conftest.py was changed"
+    assert not hostile["pth_written"], "a .pth file was written into the environment"
+    assert "skipped" in result.stdout and "notes.txt" in result.stdout, "a stray file is skipped, not fatal"
+    said = result.stdout.count("sandbox:")
+    assert said == 1, "the sandbox is named once"
+    if hostile["mode"] == "none":
+        assert "no sandbox" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_each_hostile_case_gets_its_status_points_and_flag(hostile, case):
+    """The table of the corpus: status, points on every kata, marked for review or not."""
+    status, points, flagged = HOSTILE[case]
+    result = hostile[case]
+    table = (result["status"], result["points"], bool(result["review"]))
+    if points is None:
+        points = result["points"]
+    assert table == (status, points, flagged), json.dumps(
+        {key: result[key] for key in ("status", "points", "review", "notes")}, indent=1
+    )[:3000]
+    assert result["max_points"] == TOTAL
+    assert [kata["slug"] for kata in result["katas"]] == [kata.slug for kata in ALL]
+    assert result["student"] == case
+    assert result["sandbox"] == hostile["mode"]
+    assert not any("out of memory" in (test["message"] or "") for test in result["tests"])
+
+
+@pytest.mark.slow
+def test_a_value_that_equals_anything_does_not_earn_the_task(hostile):
+    """Kata 3's backoff_delay returning an object whose __eq__ is always true: not full marks for task 1."""
+    result = hostile["always_equal_backoff"]
+    assert task_points(result, 1, K03.slug) < K03.tasks[0].points
+
+
+@pytest.mark.slow
+def test_classmates_results_and_the_spec_cache_stay_true(hostile):
+    """An attack on the output folder changed nothing: the solution still has every point, the cache still holds."""
+    assert hostile["solution"]["points"] == TOTAL
+    cache = json.loads((hostile["out"] / ".specs.json").read_text(encoding="utf-8"))
+    assert len(cache["specs"]) == len(hostile["solution"]["tests"])
+    ledger = json.loads((hostile["out"] / ".ledger.json").read_text(encoding="utf-8"))
+    assert set(ledger) == set(HOSTILE)
+
+
+@pytest.mark.slow
+def test_refusals_are_errors_on_the_spec_and_named_for_review(hostile):
+    """What the audit hook refused is the running spec's error, and the review says what was attempted."""
+    daemon = hostile["starts_a_daemon"]
+    review = "; ".join(daemon["review"])
+    assert "spawning a process" in review and "forking" in review, review
+    assert "imports subprocess" in review and "forks the process" in review
+    refused = [test for test in daemon["tests"] if (test["message"] or "").startswith("refused by the grader")]
+    assert refused and all(test["outcome"] == "error" for test in refused)
+    assert "sending signal" in "; ".join(hostile["stops_the_parent"]["review"])
+    assert "code the submission scheduled" in "; ".join(hostile["kills_the_parent_from_a_thread"]["review"])
+    assert "machinery" in "; ".join(hostile["forges_pytest_reports"]["review"])
+    assert "machinery" in "; ".join(hostile["patches_the_json_encoder"]["review"])
+    assert "token" in "; ".join(hostile["forges_lines_in_the_pipe"]["review"])
+    crashed = hostile["rewrites_the_grader_then_crashes"]
+    assert "crashed" in outcomes(crashed), "it crashed; the specs after it ran again, on a fresh copy"
+    assert task_points(crashed, 1) == 0 and task_points(crashed, 3) == 0
+
+
+@pytest.mark.slow
+def test_links_are_refused_with_a_note_and_never_read(hostile):
+    """A module linked to the solution or to any readable file, a folder linked to a classmate's: refused."""
+    for case in LINKS:
+        notes = "; ".join(hostile[case]["notes"])
+        assert "symbolic link" in notes, notes
+    text = (hostile["out"] / "students" / "links_to_a_secret" / "results.json").read_text(encoding="utf-8")
+    assert PRIVATE_LINE not in text
+    assert hostile["symlinked_folder"]["student"] == "symlinked_folder", "named as given, not after its target"
+
+
+@pytest.mark.slow
+def test_odd_names_and_odd_text_are_graded_and_written_safely(hostile):
+    """A lone surrogate, a folder called gradebook.csv, a name that is a formula: graded, written, quoted."""
+    surrogate = hostile["lone_surrogate"]
+    assert any("\ufffd" in (test["message"] or "") for test in surrogate["tests"])
+    assert hostile["gradebook.csv"]["points"] == K01.points
+    rows = list(csv.reader((hostile["out"] / "gradebook.csv").read_text(encoding="utf-8").splitlines()))
+    names = [row[0] for row in rows[2:]]
+    assert "'=HYPERLINK(1)" in names and "=HYPERLINK(1)" not in names
+    assert "gradebook.csv" in names
+    flagged = {row[0]: row[-1] for row in rows[2:]}
+    assert flagged["starts_a_daemon"].startswith("REVIEW:") and flagged["solution"] == ""
 
 
 @pytest.mark.slow
@@ -358,21 +706,97 @@ def test_the_submission_time_limit_stops_a_submission_that_hangs_spec_after_spec
 
 
 @pytest.mark.slow
-def test_code_that_writes_to_this_repository_is_undone_and_reported(tmp_path):
-    """A submission that knows our path and edits our spec file: restored, named on stderr, exit 1."""
+def test_code_that_writes_to_this_repository_is_refused_and_reported(tmp_path):
+    """A submission that knows our path and edits our spec file: refused, marked for review, our file untouched."""
     original = K01.spec_path.read_bytes()
     tamper = f"pathlib.Path({str(K01.spec_path)!r}).write_text('# graded by me')"
     folder = make_submission(
         tmp_path / "mallory", {f"{K01.slug}/notifications.py": at_import(f"import pathlib\n{tamper}", STUB)}
     )
     try:
-        result = run_grader(folder, "--out", tmp_path / "out", "--kata", "k01", "--timeout", SPEC_TIMEOUT)
-        assert K01.spec_path.read_bytes() == original, "the grader put our spec back"
+        result = run_grader(
+            folder, "--out", tmp_path / "out", "--kata", "k01", "--timeout", SPEC_TIMEOUT, "--sandbox", "none"
+        )
+        assert K01.spec_path.read_bytes() == original, "the write was refused"
     finally:
         K01.spec_path.write_bytes(original)
-    assert result.returncode == 1
-    assert "WARNING" in result.stderr and K01.spec_path.relative_to(REPO_ROOT).as_posix() in result.stderr
-    assert results_of(tmp_path / "out", "mallory")["points"] == 0
+    assert result.returncode == 0, result.stdout + result.stderr
+    graded = results_of(tmp_path / "out", "mallory")
+    assert graded["points"] == 0
+    assert any("writing outside its work folder" in entry for entry in graded["review"]), graded["review"]
+    assert "marked for review" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_change_to_our_side_during_the_run_stops_it_before_any_later_grade(tmp_path):
+    """Something changed our files while grading (past every defence): stop, put them back, write no later grade."""
+    readme = K01.folder / "README.md"
+    original = readme.read_bytes()
+    hang = CORPUS["await_never_returns"]["katas/k01_fire_and_forget/notifications.py"]
+    folders = [
+        make_submission(tmp_path / name, {f"{K01.slug}/notifications.py": text})
+        for name, text in {"s0_stub": STUB, "s1_hangs": hang, "s2_solution": SOLUTION}.items()
+    ]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dojo.grade", *map(str, folders), "--out", str(out), "--jobs", "1"]
+    command += ["--kata", "k01", "--timeout", SPEC_TIMEOUT]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("students/*/results.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        readme.write_bytes(original + b"\n<!-- changed while grading -->\n")
+        stdout, stderr = process.communicate(timeout=120)
+        assert readme.read_bytes() == original, "put back"
+    finally:
+        readme.write_bytes(original)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stdout + stderr
+    assert "STOPPED" in stderr and "README.md" in stderr and "Being graded then:" in stderr
+    written = sorted(path.parent.name for path in out.glob("students/*/results.json"))
+    assert written[0] == "s0_stub" and "s2_solution" not in written, written
+    assert not (out / "gradebook.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_grader_killed_outright_leaves_no_grading_process_running(tmp_path, sandbox):
+    """SIGKILL to the grader (it cannot clean up): its grading processes notice and end within a second."""
+    hang = CORPUS["await_never_returns"]["katas/k01_fire_and_forget/notifications.py"]
+    folder = make_submission(tmp_path / "hangs", {f"{K01.slug}/notifications.py": hang})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "dojo.grade", str(folder), "--out", str(tmp_path / "out"), "--kata", "k01"]
+    command += ["--timeout", "60", "--sandbox", sandbox]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not grading_processes(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert grading_processes(scratch), "a grading process started"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 5
+    while grading_processes(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert grading_processes(scratch) == []
+    shutil.rmtree(scratch)
+
+
+def test_the_guard_sees_a_pth_file_added_to_the_environment(tmp_path):
+    """A .pth file in site-packages runs in every later Python process: the snapshot names it."""
+    site_packages = tmp_path / "site-packages"
+    (site_packages / "fastapi").mkdir(parents=True)
+    (site_packages / "fastapi" / "__init__.py").write_text("# the real one\n", encoding="utf-8")
+    snapshot = guard.Snapshot(tree={}, folders=[site_packages], environment=guard._signature([site_packages]))
+    assert snapshot.changes() == []
+    (site_packages / "zz_attack.pth").write_text("import os\n", encoding="utf-8")
+    (site_packages / "sitecustomize.py").write_text("import os\n", encoding="utf-8")
+    changes = "; ".join(snapshot.changes())
+    assert "zz_attack.pth (added)" in changes and "sitecustomize.py (added)" in changes
+    assert guard.Snapshot.take(tuple(ALL)).changes() == [], "the real environment and our files, unchanged"
 
 
 # ------------------------------------------------------------------ every kata, outputs, resuming
@@ -402,11 +826,11 @@ def test_every_kata_end_to_end_with_exercism_results_junit_and_a_rerun_that_keep
     assert [suite.get("name") for suite in suites] == ["ada", "bob"]
     assert suites[1].get("failures") == str(len(bob["tests"])) and suites[0].get("failures") == "0"
 
-    before = {name: (out / name / "results.json").stat().st_mtime_ns for name in ("ada", "bob")}
+    before = {name: (out / "students" / name / "results.json").stat().st_mtime_ns for name in ("ada", "bob")}
     again = run_grader(solution, stub, "--out", out, "--timeout", "5")
     assert again.returncode == 0, again.stderr
     assert "0 graded, 2 kept" in again.stdout
-    assert before == {name: (out / name / "results.json").stat().st_mtime_ns for name in ("ada", "bob")}
+    assert before == {name: (out / "students" / name / "results.json").stat().st_mtime_ns for name in ("ada", "bob")}
 
     (solution / "katas" / K01.slug / "notifications.py").write_text(STUB)
     edited = run_grader(solution, stub, "--out", out, "--timeout", "5")
@@ -440,7 +864,7 @@ def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
-    while not (list(out.glob("*/results.json")) and grading_processes()) and time.monotonic() < deadline:
+    while not (list(out.glob("students/*/results.json")) and grading_processes()) and time.monotonic() < deadline:
         time.sleep(0.05)  # s0 is graded, s1 hangs in its own process
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
@@ -448,7 +872,7 @@ def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_
     assert "run the same command again" in stderr
     assert grading_processes() == [], "every grading process was killed"
     assert not list(scratch.iterdir()), "and its temporary copies removed"
-    assert sorted(path.parent.name for path in out.glob("*/results.json")) == ["s0_stub"]
+    assert sorted(path.parent.name for path in out.glob("students/*/results.json")) == ["s0_stub"]
     assert not list(out.rglob("*.tmp")), "no half-written results"
 
     rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
@@ -497,8 +921,8 @@ def test_a_mistake_on_the_command_line_is_a_message_and_exit_2_not_a_traceback(t
 def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """write_atomically replaces the file in one step and leaves no temporary file behind, even on failure."""
     target = tmp_path / "ada" / "results.json"
-    grade.write_atomically(target, "old")
-    grade.write_atomically(target, "new")
+    outputs.write_atomically(target, "old")
+    outputs.write_atomically(target, "new")
     assert target.read_text() == "new"
 
     def broken(*_args):
@@ -506,7 +930,7 @@ def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(OSError, match="disk full"):
-        grade.write_atomically(target, "half")
+        outputs.write_atomically(target, "half")
     assert target.read_text() == "new"
     assert sorted(path.name for path in target.parent.iterdir()) == ["results.json"]
 
@@ -518,13 +942,14 @@ def test_files_we_ship_in_a_kata_folder_are_noted_only_when_changed(tmp_path):
         pytest.skip("no kata ships its own conftest.py")
     folder = tmp_path / "student" / "katas" / kata.slug
     shutil.copytree(kata.folder, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    submission = grade.Submission(tmp_path / "student", "student")
-    untouched = grade._inspect(submission, kata, tmp_path / "code-1")
+    submission = plan.Submission(tmp_path / "student", "student")
+    ours = plan.grader_files((kata,))
+    _modules, untouched = intake.inspect_kata(submission, kata, ours)
     assert untouched["modified_files"] == [] and untouched["ignored_files"] == []
     with (folder / "conftest.py").open("a") as conftest:
         conftest.write("\n# the student's edit\n")
     (folder / "notes.txt").write_text("mine")
-    edited = grade._inspect(submission, kata, tmp_path / "code-2")
+    _modules, edited = intake.inspect_kata(submission, kata, ours)
     assert edited["modified_files"] == ["conftest.py"] and edited["ignored_files"] == ["notes.txt"]
 
 
@@ -548,3 +973,162 @@ def test_what_one_katas_code_breaks_does_not_cost_points_in_another_kata(tmp_pat
     points = {kata["slug"]: kata["points"] for kata in result["katas"]}
     assert points[k02.slug] == k02.points, f"kata 2 lost points to kata 1's code: {points}"
     assert points[K01.slug] < K01.points
+
+
+# ------------------------------------------------------------------ the parts, one at a time (fast)
+
+AUDIT_PROBE = r"""
+import gc, json, os, signal, subprocess, sys, pathlib
+sys.path.insert(0, sys.argv[1])
+from dojo.grading import audit
+code, scratch = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+reports = []
+audit.install(code=code, writable=[code, scratch, pathlib.Path(os.devnull)],
+              readable=[pathlib.Path(sys.base_prefix), pathlib.Path(sys.prefix), code, scratch],
+              report=lambda what, where: reports.append((what, where)))
+student = (code / "student.py").read_text()
+outcomes = {}
+namespace = {"outcomes": outcomes, "scratch": scratch}
+exec(compile(student, str(code / "student.py"), "exec"), namespace)
+print(json.dumps({"outcomes": outcomes, "reports": reports}))
+"""
+
+STUDENT_PROBE = r"""
+import os, signal, subprocess, sys, threading, asyncio, logging, concurrent.futures
+
+def attempt(name, action):
+    try:
+        action()
+        outcomes[name] = "allowed"
+    except PermissionError as error:
+        outcomes[name] = "refused" if "refused by the grader" in str(error) else f"other: {error}"
+    except Exception as error:
+        outcomes[name] = f"other: {type(error).__name__}"
+
+def f():
+    pass
+
+attempt("import_the_grader", lambda: __import__("dojo.grading.recorder"))
+attempt("import_pytest", lambda: __import__("_pytest.runner"))
+attempt("gc_walk", lambda: sys.modules["gc"].get_objects())
+attempt("rewrite_code", lambda: setattr(logging.getLogger, "__code__", f.__code__))
+attempt("spawn", lambda: subprocess.Popen(["true"]))
+attempt("system", lambda: os.system("true"))
+attempt("fork", lambda: os.fork())
+attempt("signal", lambda: os.kill(os.getpid(), 0))
+attempt("write_outside", lambda: open("/tmp/kata-grade-probe-outside", "w"))
+attempt("write_inside", lambda: open(scratch / "mine.txt", "w").close())
+attempt("read_proc", lambda: open(f"/proc/{os.getppid()}/cmdline").read())
+attempt("connect", lambda: __import__("socket").create_connection(("192.0.2.1", 80), timeout=0.1))
+attempt("frames", lambda: sys._getframe(1))
+attempt("exec", lambda: exec("1 + 1"))
+attempt("thread_signal", lambda: concurrent.futures.ThreadPoolExecutor(1).submit(os.kill, os.getpid(), 0).result())
+attempt("logging", lambda: logging.getLogger("kata").warning("%s", "hello"))
+attempt("asyncio", lambda: asyncio.run(asyncio.sleep(0)))
+attempt("thread_pool", lambda: concurrent.futures.ThreadPoolExecutor(2).submit(sum, [1, 2]).result())
+"""
+
+
+def test_the_audit_hook_refuses_what_no_kata_needs_and_allows_what_katas_use(tmp_path):
+    """Each refusal raises where it happened and is reported; threads, asyncio, logging and pools still work."""
+    code, scratch = tmp_path / "code", tmp_path / "tmp"
+    code.mkdir()
+    scratch.mkdir()
+    (code / "student.py").write_text(STUDENT_PROBE, encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-c", AUDIT_PROBE, str(REPO_ROOT), str(code), str(scratch)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.splitlines()[-1])
+    allowed = {"write_inside", "logging", "asyncio", "thread_pool"}
+    assert {name: result for name, result in seen["outcomes"].items() if name in allowed} == dict.fromkeys(
+        allowed, "allowed"
+    )
+    refused = {name: result for name, result in seen["outcomes"].items() if name not in allowed}
+    assert refused == dict.fromkeys(refused, "refused"), refused
+    assert len(seen["reports"]) >= len(refused)
+    assert any("scheduled" in where for _what, where in seen["reports"]), "a pool's job is refused too"
+    assert not Path("/tmp/kata-grade-probe-outside").exists()  # noqa: S108 - where it must not write
+
+
+def test_the_static_scan_flags_what_the_hook_refuses_and_not_kata_code():
+    """Reaching for the grader, the collector, processes or frames is flagged; every solution is clean."""
+    flags = intake.scan(
+        b"import sys, gc\nfrom dojo.grading import recorder\nimport subprocess\n"
+        b"sys.modules['x']\nf = sys._getframe(1)\nexec('1')\nopen('/proc/1/cmdline')\n"
+    )
+    text = "; ".join(flags)
+    for expected in ("imports gc", "from dojo.grading", "imports subprocess", "sys.modules", "_getframe", "exec"):
+        assert expected in text, text
+    assert "/proc/" in text
+    for kata in ALL:
+        for name in kata.module_files:
+            assert intake.scan((kata.solution_folder / name).read_bytes()) == [], f"{kata.slug}/{name}"
+
+
+def test_a_process_the_grader_killed_is_never_maybe_out_of_memory():
+    """SIGKILL from the grader (lingering, time limit) says so; only an unexplained SIGKILL hints at memory."""
+    assert "out of memory" in child.how_it_ended(-signal.SIGKILL)
+    for reason in ("lingered", "spec", "submission", "flood"):
+        text = child.how_it_ended(-signal.SIGKILL, reason)
+        assert "stopped by the grader" in text and "memory" not in text
+
+
+def test_the_stream_is_checked_for_consistency():
+    """A line without the token, a verdict for a spec that is not running, a second verdict: all problems."""
+    token = os.urandom(8).hex()
+    run = child.ChildRun(token=token, expected=["a", "b"])
+
+    def line(signed=token, **record):
+        return (json.dumps({**record, "token": signed}) + "\n").encode()
+
+    run.feed(line(event="start", nodeid="a"), 0.0)
+    run.feed(line(event="result", nodeid="b", outcome="passed"), 0.0)
+    run.feed(line("forged", event="result", nodeid="a", outcome="passed"), 0.0)
+    run.feed(line(event="result", nodeid="a", outcome="failed"), 0.0)
+    run.feed(line(event="result", nodeid="a", outcome="passed"), 0.0)
+    run.feed(line(event="finish", exitstatus=0), 0.0)
+    run.returncode = 0
+    run.check_exit()
+    assert run.results["a"]["outcome"] == "failed", "the first verdict of the running spec stands"
+    text = "; ".join(run.problems)
+    for expected in ("not the spec running", "without the grading process's token", "exit status 0"):
+        assert expected in text, text
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [("=1+1", "'=1+1"), ("+x", "'+x"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("ada", "ada")],
+)
+def test_csv_cells_that_would_be_formulas_are_quoted(value, cell):
+    """A student's name or a note that a spreadsheet would evaluate is shown as text."""
+    assert outputs.cell(value) == cell
+
+
+def test_any_string_is_safe_to_encode():
+    """A lone surrogate (os.fsdecode of a non-UTF-8 byte) becomes U+FFFD everywhere in a result."""
+    result = {"student": os.fsdecode(b"caf\xff"), "tests": [{"message": "\udcff"}]}
+    text = outputs.results_text(result)
+    text.encode("utf-8")
+    assert "\ufffd" in text
+
+
+def test_results_changed_after_the_grader_wrote_them_are_named_and_written_again(tmp_path):
+    """Before the gradebook: every results.json is what the parent wrote; one that is not is put back."""
+    from dojo.grading.command import Run
+
+    run = Run(tmp_path, plan=None, snapshot=None, sandbox=None)
+    result = {"student": "ada", "points": 3}
+    run.write("ada", result)
+    path = outputs.results_path(tmp_path, "ada")
+    assert path == tmp_path / "students" / "ada" / "results.json"
+    assert run.verify({"ada": result}) == []
+    path.write_text('{"student": "ada", "points": 63}', encoding="utf-8")
+    assert run.verify({"ada": result}) == ["ada"]
+    assert json.loads(path.read_text(encoding="utf-8"))["points"] == 3
+    ledger = json.loads((tmp_path / ".ledger.json").read_text(encoding="utf-8"))
+    assert ledger["ada"] == outputs.sha(path.read_text(encoding="utf-8"))
