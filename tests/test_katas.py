@@ -39,6 +39,7 @@ def test_every_spec_passes_on_the_solution(kata, run_specs):
     )
 
 
+@pytest.mark.slow  # ~300 runs, half a minute of two cores: CI runs them (`-m slow`), the default leaves them out
 @pytest.mark.spec_run("mutant")
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda mutant: f"{mutant.slug}/{mutant.name}")
 def test_every_mutant_is_rejected_first_by_a_spec_of_the_task_that_teaches_it(mutant, run_specs, record_property):
