@@ -84,14 +84,21 @@ class Exchange:
 BOUND = 2.0
 
 
+class StillRunningError(AssertionError):
+    """The learner's code was still running at :data:`BOUND`: the spec stopped it (a failure with a lesson)."""
+
+
 async def within_bound(call: Awaitable[T], *, revisit: str, expected: str = "the call finished") -> T:
-    """Await ``call`` (the learner's code), but never longer than :data:`BOUND`: a hang fails with a lesson."""
+    """Await ``call`` (the learner's code), but never longer than :data:`BOUND`: a hang fails with a lesson.
+
+    What the call returns or raises comes back as it is; only the hang is :class:`StillRunningError`.
+    """
     __tracebackhide__ = True
     task = asyncio.ensure_future(call)
     done, _ = await asyncio.wait({task}, timeout=BOUND)
     if not done:
         task.cancel()
-        raise AssertionError(
+        raise StillRunningError(
             lesson(
                 expected=f"{expected} within {BOUND:g} s",
                 got="still running: something in it waits for ever or loops",

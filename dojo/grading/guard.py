@@ -80,14 +80,7 @@ class Snapshot:
 
     def changes(self) -> list[str]:
         """What differs now, by path (ours relative to the repository)."""
-        changed = []
-        for path, content in self.tree.items():
-            try:
-                same = path.read_bytes() == content
-            except OSError:
-                same = False
-            if not same:
-                changed.append(str(path.relative_to(REPO_ROOT)))
+        changed = [str(path.relative_to(REPO_ROOT)) for path, content in self.tree.items() if _differs(path, content)]
         now = _signature(self.folders)
         changed.extend(
             f"{path} (changed)" for path, sig in now.items() if self.environment.get(path) not in {None, sig}
@@ -100,12 +93,16 @@ class Snapshot:
         """Put back our files that changed or vanished; name them."""
         restored = []
         for path, content in self.tree.items():
-            try:
-                same = path.read_bytes() == content
-            except OSError:
-                same = False
-            if not same:
+            if _differs(path, content):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content)
                 restored.append(str(path.relative_to(REPO_ROOT)))
         return restored
+
+
+def _differs(path: Path, content: bytes) -> bool:
+    """Whether the file at ``path`` no longer holds ``content`` (a file gone differs too)."""
+    try:
+        return path.read_bytes() != content
+    except OSError:
+        return True

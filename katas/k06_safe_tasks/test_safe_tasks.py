@@ -25,7 +25,7 @@ from starlette.background import BackgroundTasks
 from dojo.fakes import EMAIL_SENT, AsyncFakeOutbox, on_event_loop_thread
 from dojo.impl import kata_module
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import BOUND, RESPONSE_COMPLETE, Exchange, Timeline, within_bound
+from dojo.timeline import BOUND, RESPONSE_COMPLETE, Exchange, StillRunningError, Timeline, within_bound
 
 safe = kata_module("k06_safe_tasks", "safe")
 
@@ -232,23 +232,12 @@ async def await_bounded(call: object, *, revisit: str) -> Outcome:
                 revisit=revisit,
             )
         )
-    task = asyncio.ensure_future(call)
-    done, _ = await asyncio.wait({task}, timeout=BOUND)
-    if not done:
-        task.cancel()
-        raise AssertionError(
-            lesson(
-                expected=f"the wrapped task finished within {BOUND:g} s",
-                got="still running: something in it waits for ever or loops",
-                revisit=revisit,
-            )
-        )
-    if task.cancelled():
-        outcome.escaped = asyncio.CancelledError()
-    elif task.exception() is not None:
-        outcome.escaped = task.exception()
-    else:
-        outcome.returned = task.result()
+    try:
+        outcome.returned = await within_bound(call, revisit=revisit, expected="the wrapped task finished")
+    except StillRunningError:
+        raise
+    except BaseException as error:  # noqa: BLE001 - what escapes the wrapper, cancellation included, is the finding
+        outcome.escaped = error
     outcome.finished = True
     if inspect.iscoroutine(outcome.returned):
         outcome.returned.close()
