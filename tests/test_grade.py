@@ -260,7 +260,7 @@ def test_a_hang_is_timed_out_on_its_specs_and_the_other_specs_still_run(corpus, 
 
 @pytest.mark.slow
 def test_a_spec_that_swallows_the_timeout_is_stopped_and_the_rest_still_run(corpus):
-    """A task that swallows every interruption is stopped (alarm or watchdog); the following specs still get verdicts."""
+    """A task that swallows every interruption is stopped (alarm or watchdog); the specs after it get verdicts."""
     result = corpus["swallows_the_timeout"]
     stopped = [test for test in result["tests"] if test["task_id"] == 2]
     assert stopped and {test["outcome"] for test in stopped} == {"timed out"}
