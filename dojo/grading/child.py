@@ -34,6 +34,7 @@ from dojo.grading import sandbox as _sandbox
 from dojo.grading.plan import (
     CRASHED,
     ERROR,
+    FAILED,
     NOT_RUN,
     PASSED,
     SKIPPED,
@@ -458,6 +459,19 @@ def verdict(outcome: str, message: str | None = None, output: str | None = None)
     return {"outcome": outcome, "message": message, "output": output, "duration": 0.0}
 
 
+def _refused_failures_are_errors(verdicts: dict[str, dict[str, Any]]) -> None:
+    """A spec that failed on the audit hook's own refusal is an error, like one whose refusal was reported.
+
+    A refusal raised where no event named the spec (in a thread the spec started, say) still
+    ends as the hook's PermissionError. Forging that text gains nothing: an error earns what a
+    failure earns.
+    """
+    for nodeid, record in list(verdicts.items()):
+        message = str(record.get("message") or "")
+        if record.get("outcome") == FAILED and message.startswith("refused by the grader:"):
+            verdicts[nodeid] = {**record, "outcome": ERROR}
+
+
 def how_it_ended(returncode: int | None, killed: str | None = None) -> str:
     """How a grading process ended, in words; a process the grader killed is never "maybe out of memory"."""
     if killed is not None:
@@ -495,7 +509,7 @@ def run_specs(
     return outcome
 
 
-def _run_kata(  # noqa: C901, PLR0912, PLR0913, PLR0917 - run_specs's arguments, the kata, what it gathers
+def _run_kata(  # noqa: C901, PLR0912, PLR0913, PLR0915, PLR0917 - run_specs's arguments, the kata, what it gathers
     plan: Plan,
     kata: Kata,
     modules: dict[str, dict[str, bytes]],
@@ -565,6 +579,7 @@ def _run_kata(  # noqa: C901, PLR0912, PLR0913, PLR0917 - run_specs's arguments,
                 judged.add(spec)
                 output = (run.results.get(spec) or {}).get("output")
                 verdicts[spec] = verdict(ERROR, f"refused by the grader: {text}", output)
+        _refused_failures_are_errors(verdicts)
         if run.running in by_id and run.running not in verdicts:
             verdicts.update(_after_a_death(run, by_id, [n for n in remaining if n not in verdicts], limits))
         elif len(verdicts) == before and run.killed != "submission":  # no progress: do not try again
