@@ -4,7 +4,7 @@
 - ``@pytest.mark.task(N)``: the README task a spec belongs to.
 - The shared fixtures: ``timeline``, ``outbox``, ``clock``, ``sleep``, ``started_app``,
   ``client`` (these two need the kata's own ``app`` fixture), ``gateway`` and
-  ``background_gate``.
+  ``background_gate``; ``leak_check`` (see :mod:`dojo.leaks`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from dojo import impl as _impl
+from dojo import leaks as _leaks
 from dojo.fakes import BackgroundGate, FakeClock, FakeGateway, FakeOutbox, FakeSleep
+from dojo.teach import lesson
 from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
 
 _IMPL_KEY = pytest.StashKey["_impl.Implementation"]()
@@ -80,6 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("hypothesis_profile", None):
         _register_hypothesis_profiles(load=False)
     config.addinivalue_line("markers", "task(number): the README task (## number.) this spec checks")
+    config.addinivalue_line("markers", "leaks(revisit): the idea to revisit when leak_check finds something open")
     choice = config.getoption("impl") or os.environ.get(_impl.ENV_VAR) or _impl.DEFAULT
     try:
         implementation = _impl.resolve(choice, cwd=config.invocation_params.dir)
@@ -215,3 +218,30 @@ def _gateway(timeline: Timeline) -> FakeGateway:
 def _background_gate(timeline: Timeline) -> BackgroundGate:
     """Holds background tasks back after the response, until the spec opens it."""
     return BackgroundGate(timeline)
+
+
+LEAK_REVISIT = "every connection, session, file and thread the code opens is closed before the work ends"
+
+
+@pytest.fixture(name="leak_check")
+def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the spec if a thread or a file descriptor it opened is still open after it.
+
+    A kata turns it on for all its specs (an autouse fixture in its conftest that asks for
+    it); ``@pytest.mark.leaks(revisit=...)`` on the module or spec names the idea to revisit.
+    """
+    before = _leaks.snapshot()
+    yield
+    left = _leaks.left_open(before)
+    if left:
+        marker = request.node.get_closest_marker("leaks")
+        revisit = marker.kwargs.get("revisit", LEAK_REVISIT) if marker else LEAK_REVISIT
+        pytest.fail(
+            "The spec is over, and something the code opened during it is still open."
+            + lesson(
+                expected="nothing left open",
+                got="; ".join(left),
+                revisit=revisit,
+            ),
+            pytrace=False,
+        )
