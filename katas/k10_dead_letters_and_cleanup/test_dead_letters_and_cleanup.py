@@ -386,14 +386,12 @@ def expect_run(record: Any, *, status: str, attempts: int, error: str | None, fi
     expect_type(record.error, str, type(None), what="the record's error", revisit=RECORD)
     expect_type(record.finished_at, datetime, type(None), what="the record's finished_at", revisit=RECORD)
     got = (record.status.value, record.attempts, record.error, record.finished_at)
-    wanted = (status, attempts, error, finished_at)
-    # The lesson of the first fact that is wrong: the attempts, the error's text, or the rest of the record.
-    revisit = ATTEMPTS if got[1] != attempts else REASON if got[2] != error and got[0] == status else RECORD
-    assert got == wanted, lesson(
-        expected=f"status {status}, attempts {attempts}, error {error!r}, finished_at {shown_time(finished_at)}",
-        got=f"status {got[0]}, attempts {got[1]}, error {got[2]!r}, finished_at {shown_time(got[3])}",
-        revisit=revisit,
-    )
+    expected = f"status {status}, attempts {attempts}, error {error!r}, finished_at {shown_time(finished_at)}"
+    said = f"status {got[0]}, attempts {got[1]}, error {got[2]!r}, finished_at {shown_time(got[3])}"
+    # The lesson of the first fact that is wrong: the attempts, the rest of the record, then the error's text.
+    assert got[1] == attempts, lesson(expected=expected, got=said, revisit=ATTEMPTS)
+    assert (got[0], got[3]) == (status, finished_at), lesson(expected=expected, got=said, revisit=RECORD)
+    assert got[2] == error, lesson(expected=expected, got=said, revisit=REASON)
 
 
 def shown_time(moment: datetime | None) -> str:
