@@ -1668,3 +1668,33 @@ async def test_the_app_keeps_as_many_dead_letters_as_it_was_given_the_oldest_dro
     )
     exchange = await api.post(f"/dead-letters/{ids.script[0]}/replay", revisit=CAPACITY)
     expect_status(exchange, 404, expected="404: the letter of job 1 was dropped", revisit=CAPACITY)
+
+
+@pytest.mark.task(6)
+async def test_by_default_the_app_keeps_100_dead_letters(app, timeline, invoices, ids):
+    """With the default capacity, 100 jobs failed for good are all kept; the 101st makes the first one go."""
+    invoices.will(deadletters.PermanentJobError("customer deleted"))
+    api = Api(app, timeline)
+    job = {"type": INVOICE, "payload": {"invoice": 7}}
+
+    async def submit(count: int) -> list[int | None]:
+        return [(await timeline.request(app, "POST", "/jobs", json=job)).status for _ in range(count)]
+
+    statuses = await within_bound(submit(100), revisit=CAPACITY, expected="100 jobs accepted")
+    assert statuses == [202] * 100, lesson(
+        expected="100 jobs accepted with 202", got=f"{sorted(set(statuses), key=str)}", revisit=CAPACITY
+    )
+    letters = await api.letters(revisit=CAPACITY)
+    assert [letter.get("job_id") for letter in letters] == [str(job_id) for job_id in ids.script[:100]], lesson(
+        expected="the letters of the 100 jobs, all kept: the default capacity is 100",
+        got=f"{len(letters)} letters",
+        revisit=CAPACITY,
+    )
+    await api.submit(revisit=CAPACITY)
+    letters = await api.letters(revisit=CAPACITY)
+    got = [letter.get("job_id") for letter in letters]
+    assert got == [str(job_id) for job_id in ids.script[1:101]], lesson(
+        expected="the letters of jobs 2 to 101: the 101st made room by dropping the first",
+        got=f"{len(got)} letters, from {got[:1]} to {got[-1:]}",
+        revisit=CAPACITY,
+    )
