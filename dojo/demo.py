@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import random
 import re
@@ -304,6 +305,48 @@ class ConsoleNotifier(_Console):
         self._log(f"PAGE to the on-call person: {failure}")
 
 
+class ConsoleJobHandler10(_Console):
+    """Kata 10's handler of one job type: each attempt takes ``delay`` seconds; the payload says how it goes.
+
+    - ``{"fail": N}``: the first N attempts of jobs with this same payload fail with
+      ConnectionError (counted across runs, so a replay goes on counting);
+    - ``{"fail": "always"}``: every attempt fails;
+    - ``{"permanent": "why"}``: the attempt raises the kata's ``PermanentJobError``;
+    - anything else works.
+    """
+
+    label = "demo jobs"
+
+    def __init__(self, job_type: str, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self.job_type = job_type
+        self.attempts: dict[str, int] = {}
+
+    async def __call__(self, payload: dict[str, Any]) -> None:
+        key = json.dumps(payload, sort_keys=True, default=str)
+        with self._lock:
+            number = self.attempts[key] = self.attempts.get(key, 0) + 1
+        name = f"{self.job_type} {key}"
+        self._log(f"{name}: attempt {number} of this payload (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        if "permanent" in payload:
+            self._log(f"{name}: FAILED for good: {payload['permanent']}")
+            raise _kata10_permanent_error()(str(payload["permanent"]))
+        fail = payload.get("fail")
+        if fail == "always" or (isinstance(fail, int) and number <= fail):
+            self._log(f"{name}: FAILED (attempt {number} of this payload)")
+            raise ConnectionError(f"demo: the {self.job_type} partner is down (attempt {number} of this payload)")
+        self._log(f"{name}: done")
+
+
+def _kata10_permanent_error() -> type[Exception]:
+    """Kata 10's ``PermanentJobError``, from the module ``kata serve`` imported (a plain one if absent)."""
+    error = getattr(sys.modules.get("k10_dead_letters_and_cleanup.deadletters"), "PermanentJobError", None)
+    if isinstance(error, type) and issubclass(error, Exception):
+        return error
+    return type("PermanentJobError", (Exception,), {})
+
+
 class RealClock:
     """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
 
@@ -354,6 +397,11 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
 #: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
 KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
     "k01_fire_and_forget": {"mailer": ThreadWatchingMailer},
+    "k10_dead_letters_and_cleanup": {
+        "handlers": lambda: {name: ConsoleJobHandler10(name) for name in ("send_invoice", "resize_image")},
+        "ttl_seconds": lambda: 30.0,  # short enough to watch a record expire
+        "dead_letter_capacity": lambda: 3,  # small enough to watch the oldest letter dropped
+    },
 }
 
 

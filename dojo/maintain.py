@@ -68,7 +68,14 @@ def _lower_first(title: str) -> str:
 
 
 def _span(orders: list[int]) -> str:
-    return f"{orders[0]}-{orders[-1]}" if len(orders) > 1 else str(orders[0])
+    """Kata numbers as runs: ``[1, 2, 3, 6, 10, 11]`` is ``1-3, 6, 10-11``, so no gap is claimed as ready."""
+    runs: list[list[int]] = []
+    for order in orders:
+        if runs and order == runs[-1][-1] + 1:
+            runs[-1].append(order)
+        else:
+            runs.append([order])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
 
 
 def render_topics(manifest: _manifest.Manifest, coming: tuple[Coming, ...]) -> str:

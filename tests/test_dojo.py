@@ -112,6 +112,22 @@ def test_the_manifest_finds_a_kata_by_slug_number_or_prefix():
         m.get("nope")
 
 
+@pytest.mark.parametrize(
+    ("orders", "said"),
+    [
+        ([1], "1"),
+        ([1, 2, 3, 4, 5, 6], "1-6"),
+        ([1, 2, 3, 4, 5, 6, 10], "1-6, 10"),
+        ([7, 8, 9, 11, 12, 17], "7-9, 11-12, 17"),
+    ],
+)
+def test_the_readme_names_the_katas_ready_as_runs_without_claiming_a_gap(orders, said):
+    """Katas 1-6 and 10 ready are "1-6, 10", never "1-10" while 7 to 9 are still coming."""
+    from dojo import maintain
+
+    assert maintain._span(orders) == said
+
+
 SPEC = """
     from dojo.impl import kata_module
     import pytest
