@@ -254,10 +254,12 @@ class DatabaseWatch:
     def _statement(self, connection: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         number = self._on_connection.get(id(connection))
         verb = statement.split(maxsplit=1)[0].upper() if statement.strip() else ""
-        shown = tuple(parameters) if isinstance(parameters, (list, tuple)) else (parameters,)
+        values = parameters if isinstance(parameters, (list, tuple)) else (parameters,)
+        shown = tuple(getattr(value, "value", value) for value in values)  # an enum member as its value
         where = f"session {number}" if number is not None else "no session"
         text = " ".join(statement.split())
-        seq = self.timeline.record(STATEMENT, f"{verb} {_table(text)} on {where}: {text[:70]} {shown!r}"[:160]).seq
+        brief = re.sub(r"^SELECT .*? FROM", "SELECT ... FROM", text)
+        seq = self.timeline.record(STATEMENT, f"on {where}: {brief[:80]} {shown!r}"[:160]).seq
         self.statements.append(Statement(number, verb, text, shown, seq))
 
     def _error(self, context: Any) -> None:

@@ -119,6 +119,17 @@ def expect_nothing_held(watch: Any, *, when: str, revisit: str) -> None:
     )
 
 
+def expect_the_work_did_not_fail(log: pytest.LogCaptureFixture, *, revisit: str) -> None:
+    """No record with an exception attached: the work did not catch and log a failure."""
+    __tracebackhide__ = True
+    failures = [record for record in serious(log) if record.exc_info and record.exc_info[1] is not None]
+    assert not failures, lesson(
+        expected="the work done, no failure logged",
+        got="; ".join(f"{record.getMessage()}: {describe_error(record.exc_info[1])}" for record in failures)[:600],  # type: ignore[index]
+        revisit=revisit,
+    )
+
+
 def expect_no_app_error(client: Any, *, revisit: str) -> None:
     __tracebackhide__ = True
     assert client.app_errors == [], lesson(
@@ -499,15 +510,16 @@ def expect_one_session_closed(factory: Any, *, revisit: str) -> None:
 
 
 @pytest.mark.task(3)
-async def test_a_registration_is_processed_after_the_response_on_a_session_of_its_own(
-    started_app, timeline, database, mailer, watch
+async def test_a_registration_is_processed_after_the_response_on_a_session_of_its_own(  # noqa: PLR0913, PLR0917
+    started_app, timeline, database, mailer, watch, log
 ):
     """POST /users: 202, then the welcome and the processed mark, on a session begun after the response."""
     done = await within_bound(timeline.start(started_app, "POST", "/users", json=ADA), revisit=QUEUED)
     expect_status(done, 202, revisit=QUEUED)
     assert done.error is None, lesson(expected="nothing escapes the app", got=str(done), revisit=OWN)
+    expect_the_work_did_not_fail(log, revisit=OWN)
     user_id = done.json()["id"]
-    expect_row(database, user_id, status="processed", error=None, revisit=QUEUED)
+    expect_row(database, user_id, status="processed", error=None, revisit=WORK)
     assert mailer.sent == [welcome(ADA)], lesson(expected=f"{welcome(ADA)}", got=f"{mailer.sent}", revisit=QUEUED)
     timeline.expect_order(
         RESPONSE_COMPLETE,
