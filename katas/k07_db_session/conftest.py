@@ -68,6 +68,7 @@ for _name in (
 LOCK_TIMEOUT = 0.05
 
 SESSION_BEGAN = "session began"
+SESSION_ENDED = "session ended"
 STATEMENT = "SQL"
 COMMITTED = "commit"
 ROLLED_BACK = "rollback"
@@ -205,11 +206,13 @@ class DatabaseWatch:
         self._on_connection: dict[int, int] = {}  # id of a Connection -> number of the session using it
         self._open: dict[int, Any] = {}  # id of a driver connection -> itself, while open
         self._began: dict[int, list[int]] = {}  # session number -> seq of each begin
+        self._ends: dict[int, list[int]] = {}  # session number -> seq of each end of a transaction
         self._when_locked: list[Callable[[], None]] = []
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = [
             (Session, "after_begin", self._session_began),
             (Session, "after_commit", self._committed),
             (Session, "after_rollback", self._rolled_back),
+            (Session, "after_transaction_end", self._ended),
             (Engine, "engine_connect", self._engine_used),
             (Engine, "before_cursor_execute", self._statement),
             (Engine, "handle_error", self._error),
@@ -247,6 +250,18 @@ class DatabaseWatch:
 
     def _rolled_back(self, session: Session) -> None:
         self.timeline.record(ROLLED_BACK, f"session {self._number(session)}")
+
+    def _ended(self, session: Session, transaction: Any) -> None:
+        # The session's transaction is over (committed, rolled back, or the session closed):
+        # its connection is back in the pool. Only the outermost transaction counts.
+        if transaction.parent is None:
+            number = self._number(session)
+            self._ends.setdefault(number, []).append(self.timeline.record(SESSION_ENDED, f"session {number}").seq)
+
+    def last_end(self, session: int) -> int | None:
+        """Where on the timeline ``session`` last ended a transaction, if it ever did."""
+        ends = self._ends.get(session)
+        return ends[-1] if ends else None
 
     def _engine_used(self, connection: Any) -> None:
         self.engines.add(connection.engine)

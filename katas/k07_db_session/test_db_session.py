@@ -27,7 +27,15 @@ from dojo.fakes import EMAIL_STARTED, Email
 from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import BOUND, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error, within_bound
+from dojo.timeline import (
+    BOUND,
+    RESPONSE_COMPLETE,
+    RESPONSE_START,
+    CatchAppErrors,
+    Timeline,
+    describe_error,
+    within_bound,
+)
 
 users = kata_module("k07_db_session", "users")
 
@@ -156,6 +164,10 @@ PER_REQUEST = (
     "task 1: each request gets a session of its own from the factory, closed when the endpoint returns, "
     "which gives its connection back to the pool (README: Engine, pool, session)"
 )
+CLOSED_FIRST = (
+    "task 1: the request's session is closed when its endpoint returns, before the response is sent; "
+    "that is what the dependency's function scope gives (README: When the request's session closes)"
+)
 ONE_ENGINE = (
     "task 1: an engine holds a pool of open connections and is made once, for the app's whole life, and "
     "disposed of when the app stops (README: Engine, pool, session)"
@@ -241,6 +253,26 @@ async def test_each_request_has_a_session_of_its_own_and_gives_its_connection_ba
             revisit=PER_REQUEST,
         )
         + watch.timeline.render()
+    )
+
+
+@pytest.mark.task(1)
+async def test_the_requests_session_is_closed_before_the_response_goes_out(started_app, timeline, database, watch):
+    """The request's session is closed when the endpoint returns: before the response, not after it."""
+    user_id = database.add_user(ADA["email"], ADA["name"])
+    done = await within_bound(timeline.request(started_app, "GET", f"/users/{user_id}"), revisit=READ)
+    expect_status(done, 200, revisit=READ)
+    sessions = {statement.session for statement in watch.statements if statement.session is not None}
+    response_at = timeline.first(RESPONSE_START).seq
+    ended = {session: watch.last_end(session) for session in sessions}
+    assert len(ended) == 1 and all(at is not None and at < response_at for at in ended.values()), (
+        lesson(
+            expected="the request's session closed as soon as the endpoint returned, before the response started",
+            got=f"its reading transaction ended at {ended} (timeline positions; None: never), the response "
+            f"started at {response_at}",
+            revisit=CLOSED_FIRST,
+        )
+        + timeline.render()
     )
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Protocol
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Request, Response  # noqa: F401 - you will need them
 from fastapi.responses import JSONResponse  # noqa: F401 - you will need it
 from pydantic import BaseModel, ConfigDict, EmailStr, Field  # noqa: F401 - you will need them
-from sqlalchemy import String, update  # noqa: F401 - you will need them
+from sqlalchemy import update  # noqa: F401 - you will need it
 from sqlalchemy.exc import IntegrityError, OperationalError  # noqa: F401 - you will need them
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine  # noqa: F401 - you will need them
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -60,10 +60,10 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)  # chosen by the database on insert
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    name: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING)
-    error: Mapped[str | None] = mapped_column(String(100), default=None)  # the kind of failure, when failed
+    email: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str]
+    status: Mapped[str]  # a Status
+    error: Mapped[str | None]  # the kind of failure, when failed
 
 
 class Registration(BaseModel):
