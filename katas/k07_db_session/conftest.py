@@ -29,6 +29,8 @@ import importlib
 import re
 import shutil
 import sqlite3
+import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +68,8 @@ for _name in (
 
 #: Seconds a connection of the app waits for a lock before SQLite answers "database is locked".
 LOCK_TIMEOUT = 0.05
+#: Seconds the threads of closed connections get to end after a spec.
+THREAD_GRACE = 0.5
 
 SESSION_BEGAN = "session began"
 SESSION_ENDED = "session ended"
@@ -500,11 +504,27 @@ def _app(watch: DatabaseWatch, database: Database, mailer: FakeMailer) -> Any:
     return users.create_app(database_url=database.url, mailer=mailer)
 
 
+LIFESPAN = (
+    "task 1: the lifespan does nothing slow at start, and at the end only disposes of the engine "
+    "(README: Engine, pool, session)"
+)
+
+
 @pytest.fixture(name="started_app")
 async def _started_app(app: ASGIApp) -> AsyncIterator[ASGIApp]:
     """The app with its lifespan running; its start and its stop each get at most BOUND seconds."""
-    async with LifespanManager(app, startup_timeout=BOUND, shutdown_timeout=BOUND) as manager:
-        yield manager.app
+    try:
+        async with LifespanManager(app, startup_timeout=BOUND, shutdown_timeout=BOUND) as manager:
+            yield manager.app
+    except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
+        pytest.fail(
+            lesson(
+                expected=f"the app starts and stops within {BOUND:g} s",
+                got="its lifespan was still running",
+                revisit=LIFESPAN,
+            ),
+            pytrace=False,
+        )
 
 
 ANSWERS_AT_ONCE = "task 2: the endpoint stores the user and answers at once (README: Register a pending user)"
@@ -610,3 +630,18 @@ def _settle_the_imports() -> None:
 @pytest.fixture(autouse=True)
 def _no_leaks(leak_check: None) -> None:
     """No thread (aiosqlite runs one per connection), file or socket left open after any spec."""
+
+
+@pytest.fixture(autouse=True)
+async def _aiosqlite_threads_end_with_their_spec() -> AsyncIterator[None]:
+    """The thread of an aiosqlite connection ends a moment after the connection closed (or failed to open).
+
+    That thread's last act is a call into the spec's event loop, so it must be over before the
+    loop is closed, or it fails with "Event loop is closed" in the middle of a later spec.
+    """
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE
+    for thread in threading.enumerate():
+        if thread not in before and thread.name.endswith("(_connection_worker_thread)"):
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -770,6 +770,11 @@ async def test_a_failing_welcome_marks_the_user_failed_with_the_kind_of_failure(
         got=f"{row['error']!r}",
         revisit=PUBLIC,
     )
+    assert mailer.attempts == [ADA["email"]], lesson(
+        expected="one attempt at the welcome: the work reports a failure, it does not try again",
+        got=f"attempts to {mailer.attempts}",
+        revisit=FAILED,
+    )
     expect_errors_logged(log, 1, user_id, revisit=FAILED)
     expect_one_session_closed(factory, revisit=OWN)
     expect_nothing_held(watch, when="after the failed work", revisit=OWN)
