@@ -60,7 +60,6 @@ for _name in (
     "email_validator",
     "fastapi",
     "sqlalchemy.dialects.sqlite.aiosqlite",
-    "sqlalchemy.dialects.sqlite.pysqlite",
     "sqlalchemy.ext.asyncio",
     "sqlalchemy.orm",
 ):
