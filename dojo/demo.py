@@ -393,6 +393,57 @@ COLLABORATORS: dict[str, Callable[[], Any]] = {
 }
 
 
+class BouncingMailer(ConsoleMailer):
+    """Kata 7's demo mailer: ``asend`` takes ``delay`` seconds, and a domain with ``bounce`` in it is refused.
+
+    ``ada@bounce.example`` raises ``ConnectionRefusedError`` after the delay, so the kata's
+    experiments can watch a registration end ``failed``; the delay leaves time to lock the
+    database while a welcome is on its way.
+    """
+
+    async def asend(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email without blocking the event loop, or be refused after the delay."""
+        self._log(f"sending to {to}: {subject!r} (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        if "bounce" in to.rpartition("@")[2]:
+            self._log(f"REFUSED: the relay will not take mail for {to}")
+            raise ConnectionRefusedError(f"the demo relay refused mail for {to}")
+        self.sent += 1
+        self._log(f"sent to {to}: {subject!r}\n    {body}")
+
+
+#: Seconds the demo database's connections wait for a lock before "database is locked" (SQLite's ``timeout``).
+DEMO_LOCK_WAIT = 2
+
+
+def demo_database_url(out: TextIO | None = None) -> str:
+    """Kata 7's database: a new SQLite file in a temporary folder, with the tables of the kata's own models.
+
+    The tables come from ``Base`` in the module ``kata serve`` imported; the file goes when
+    the server stops. Its connections wait ``DEMO_LOCK_WAIT`` seconds for a lock, so a lock
+    taken by hand shows as a wait, then a 503.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    import sqlalchemy
+
+    base = getattr(sys.modules.get("k07_db_session.users"), "Base", None)
+    if base is None:
+        raise DemoError("kata 7's demo database needs the kata's module (k07_db_session/users.py) and its Base")
+    folder = Path(tempfile.mkdtemp(prefix="kata-k07-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "users.sqlite3"
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")  # a plain engine: the tables, then it is gone
+    try:
+        base.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+    (out or sys.stdout).write(f"[demo database] {path} (tables made; the file goes when the server stops)\n")
+    return f"sqlite+aiosqlite:///{path}?timeout={DEMO_LOCK_WAIT}"
+
+
 #: Kata slug -> parameter name -> a builder of that kata's own demo collaborator. A kata whose
 #: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
 KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
@@ -402,6 +453,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "ttl_seconds": lambda: 30.0,  # short enough to watch a record expire
         "dead_letter_capacity": lambda: 3,  # small enough to watch the oldest letter dropped
     },
+    "k07_db_session": {"mailer": BouncingMailer, "database_url": demo_database_url},
 }
 
 
