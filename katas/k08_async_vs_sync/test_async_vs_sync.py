@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import gc
 import inspect
 import logging
@@ -354,6 +355,29 @@ class FakeFeed:
 # ---------------------------------------------------------------- the server
 
 
+class _Stop(BaseException):
+    """Raised inside the thread of an app loop that the code under test blocks, to end what blocks it."""
+
+
+#: Servers whose loop was left blocked: kept, so that nothing of theirs is garbage-collected (and
+#: reported) in a later spec.
+_ABANDONED: list[Server] = []
+
+
+def in_a_thread(function: Callable[..., T], **arguments: Any) -> asyncio.Future[T]:
+    """``function(**arguments)`` in a daemon thread of its own (where no event loop runs), as a future."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def call() -> None:
+        try:
+            future.set_result(function(**arguments))
+        except BaseException as error:  # noqa: BLE001 - whatever it raised is the spec's to judge
+            future.set_exception(error)
+
+    threading.Thread(target=call, name="create_app", daemon=True).start()
+    return asyncio.wrap_future(future)
+
+
 class Server:
     """The kata's app on an event loop of its own, in a thread of its own, as uvicorn runs it.
 
@@ -379,7 +403,8 @@ class Server:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        with contextlib.suppress(_Stop):  # delivered outside any task: the loop ends with it
+            self.loop.run_forever()
 
     # ------------------------------------------------------------ code on the app's loop
 
@@ -428,7 +453,7 @@ class Server:
         """``create_app(**arguments)``, called as uvicorn calls a factory: in a thread with no event loop."""
         __tracebackhide__ = True
         return await within_bound(
-            asyncio.to_thread(activity.create_app, **arguments), revisit=revisit, expected="create_app returned"
+            in_a_thread(activity.create_app, **arguments), revisit=revisit, expected="create_app returned"
         )
 
     async def serve(self, app: Any, *, revisit: str) -> None:
@@ -527,9 +552,19 @@ class Server:
     # ------------------------------------------------------------ the end
 
     def close(self) -> None:
-        """Let every fake go, stop what the spec left running, stop the loop (unless it is stuck)."""
+        """Let every fake go, stop what the spec left running, and stop the loop.
+
+        A loop that the code under test blocks is first interrupted: an exception raised in its
+        thread, at the blocking code's next line, ends the task that runs it (a loop that polls
+        or spins would otherwise go on for the rest of the run, on a core the later specs need).
+        A loop still blocked after that (in a long C call, say) is left to the end of the run,
+        and kept, so that nothing of it is collected, and reported, in a later spec.
+        """
         for release in self._on_close:
             release()
+        if self.stuck:
+            self._interrupt()
+            self.stuck = not self.responsive()
         if not self.stuck:
             stopped = asyncio.run_coroutine_threadsafe(self._stop_everything(), self.loop)
             try:
@@ -537,11 +572,18 @@ class Server:
             except concurrent.futures.TimeoutError:
                 self.stuck = True
         if self.stuck:
-            return  # blocked by the code under test: a daemon thread, left to the end of the run
+            _ABANDONED.append(self)
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(BOUND)
         if not self._thread.is_alive():
             self.loop.close()
+
+    def _interrupt(self) -> None:
+        """Raise :class:`_Stop` in the loop's thread: the task running the blocking code ends with it."""
+        ident = self._thread.ident
+        if ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(_Stop))
 
     async def _stop_everything(self) -> None:
         self.timeline.close()
@@ -1141,6 +1183,37 @@ async def test_the_app_publishes_each_action_beside_the_request_and_keeps_the_ta
     assert feed.done == [(7, "ran 5 km")], lesson(
         expected="the publish ran to its end", got=f"{feed!r}", revisit=BESIDE
     )
+
+
+@pytest.mark.task(4)
+async def test_a_publish_that_fails_is_logged_by_the_apps_keeper_under_the_users_name(  # noqa: PLR0913, PLR0917
+    server, stats, reports, feed, timeline, log
+):
+    """The feed is down: the client had its 202, and one ERROR record names the task, 'publish for user 7'."""
+    error = ConnectionError("the feed service is down")
+    feed.fail_with(error)
+    await serving(server, stats, reports, feed)
+    exchange = await server.request("POST", "/actions", json=VALID, revisit=ACCEPT)
+    expect_accepted(exchange, VALID, revisit=ACCEPT)
+    await timeline.wait_for(PUBLISH_FAILED)
+    await server.run(_turns, 5, revisit=LOG_IT, expected="the loop turned")
+    await server.run(collect_garbage, revisit=LOG_IT, expected="the garbage collected")
+    records = [record for record in serious(log) if record.exc_info and record.exc_info[1] is error]
+    assert len(records) == 1 and len(serious(log)) == 1, lesson(
+        expected="one record at WARNING or above, carrying the feed's exception",
+        got=f"{shown(serious(log))}",
+        revisit=LOG_IT,
+    )
+    assert "publish for user 7" in records[0].getMessage(), lesson(
+        expected="the record names the app's task: 'publish for user 7'",
+        got=repr(records[0].getMessage()),
+        revisit=LOG_IT,
+    )
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
 
 
 # ---------------------------------------------------------------- task 5: drain at shutdown

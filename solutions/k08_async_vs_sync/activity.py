@@ -124,7 +124,7 @@ def create_app(
         # A plain (blocking) callable: Starlette runs it in a worker thread of the pool.
         background_tasks.add_task(reports.rebuild, body.user_id)
         # Beside the request, not after it: a task of our own, kept until it ends.
-        keeper.spawn(feed.publish(body.user_id, body.action), name=f"publish the action of user {body.user_id}")
+        keeper.spawn(feed.publish(body.user_id, body.action), name=f"publish for user {body.user_id}")
         return {"status": "accepted", "user_id": body.user_id, "action": body.action}
 
     @app.get("/ping")
