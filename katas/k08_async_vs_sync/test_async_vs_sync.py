@@ -139,6 +139,10 @@ SIZE = (
     "task 3: the thread pool belongs to the running event loop; the lifespan sets its size, before the app "
     "serves anything (README: The thread pool and its forty threads)"
 )
+BUILD = (
+    "task 3: uvicorn calls the app's factory before any event loop runs; what needs the running loop belongs in "
+    "the lifespan (README: The thread pool and its forty threads)"
+)
 START = (
     "task 3: the lifespan runs on the app's loop before the app serves anything; what it raises, the app "
     "never starts (README: The thread pool and its forty threads)"
@@ -452,9 +456,15 @@ class Server:
     async def build(self, *, revisit: str, **arguments: Any) -> Any:
         """``create_app(**arguments)``, called as uvicorn calls a factory: in a thread with no event loop."""
         __tracebackhide__ = True
-        return await within_bound(
-            in_a_thread(activity.create_app, **arguments), revisit=revisit, expected="create_app returned"
-        )
+        built = in_a_thread(activity.create_app, **arguments)
+        try:
+            return await within_bound(built, revisit=revisit, expected="create_app returned")
+        except (StillRunningError, NotImplementedError):
+            raise
+        except Exception as error:  # what create_app raises is the lesson
+            raise AssertionError(
+                lesson(expected="create_app builds the app", got=f"it raised {describe_error(error)}", revisit=BUILD)
+            ) from error
 
     async def serve(self, app: Any, *, revisit: str) -> None:
         """Run the app's start-up on its loop; fail with a lesson if it fails."""
