@@ -345,6 +345,83 @@ def _kata10_permanent_error() -> type[Exception]:
     if isinstance(error, type) and issubclass(error, Exception):
         return error
     return type("PermanentJobError", (Exception,), {})
+class ConsoleStats(_Console):
+    """Kata 8's stats client: counts an action in a tenth of a second, awaited, and says where it ran."""
+
+    label = "demo stats"
+
+    async def record(self, user_id: int, action: str) -> None:
+        await asyncio.sleep(0.1)
+        self._log(f"counted {action!r} for user {user_id} ({_where_async()})")
+
+
+def _where_async() -> str:
+    """Which loop an async demo collaborator runs on: the app's, or one of a thread of its own."""
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        return "on the app's event loop"
+    return f"on ANOTHER event loop, in {thread.name}: not the app's"
+
+
+class ConsoleReports(_Console):
+    """Kata 8's reporting library: each rebuild blocks ``delay`` seconds and says where it runs.
+
+    Each rebuild gets a number; the console shows when it starts and ends, how many are in
+    progress at that moment (the thread pool runs at most its size at once: watch the 41st
+    wait), and whether it runs in a worker thread or, blocking everything, on the event loop.
+    """
+
+    label = "demo reports"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._count_lock = threading.Lock()
+        self._started = 0
+        self._in_progress = 0
+
+    def rebuild(self, user_id: int) -> None:
+        with self._count_lock:
+            self._started += 1
+            self._in_progress += 1
+            number, in_progress = self._started, self._in_progress
+        self._log(
+            f"rebuild #{number}, user {user_id}: rendering, {in_progress} in progress "
+            f"({_where()}; takes {self.delay:g} s)"
+        )
+        try:
+            time.sleep(self.delay)
+        finally:
+            with self._count_lock:
+                self._in_progress -= 1
+        self._log(f"rebuild #{number}, user {user_id}: done")
+
+
+class ConsoleFeed(_Console):
+    """Kata 8's live feed: each publish takes ``delay`` seconds; cut off by a shutdown, it says so.
+
+    ``KATA_DEMO_FEED_DELAY`` sets its delay apart from the others' (``KATA_DEMO_DELAY``), so that
+    a publish can still run when the request that started it is long over.
+    """
+
+    label = "demo feed"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        own = os.environ.get("KATA_DEMO_FEED_DELAY")
+        super().__init__(delay if delay is not None or own is None else float(own), out)
+
+    async def publish(self, user_id: int, action: str) -> None:
+        self._log(f"publishing {action!r} of user {user_id} to the followers (takes {self.delay:g} s)")
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self._log(f"publish of user {user_id} CANCELLED before it ended: the followers never hear of it")
+            raise
+        self._log(f"published {action!r} of user {user_id}")
+
+
+def _number_from(variable: str, default: float) -> float:
+    """A number from the environment (kata 8: ``KATA_DEMO_THREADS``, ``KATA_DEMO_DRAIN``), else ``default``."""
+    return float(os.environ.get(variable, default))
 
 
 class RealClock:
@@ -454,6 +531,13 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "dead_letter_capacity": lambda: 3,  # small enough to watch the oldest letter dropped
     },
     "k07_db_session": {"mailer": BouncingMailer, "database_url": demo_database_url},
+    "k08_async_vs_sync": {
+        "stats": ConsoleStats,
+        "reports": ConsoleReports,
+        "feed": ConsoleFeed,
+        "threads": lambda: int(_number_from("KATA_DEMO_THREADS", 40)),  # the app's thread pool
+        "drain_timeout": lambda: _number_from("KATA_DEMO_DRAIN", 5.0),  # the app's bound at shutdown
+    },
 }
 
 
