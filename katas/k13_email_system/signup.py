@@ -62,7 +62,7 @@ If you did not sign up, ignore this email.
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rendered:
     """The text of one email: its subject, its plain-text body and its HTML body."""
 
@@ -91,7 +91,10 @@ def compose(name: str, email: str, link: str) -> EmailMessage:
 
 
 class SendError(Exception):
-    """The mail server did not take the message: it could not be reached, or it refused it."""
+    """The mail server did not take the message: it could not be reached, or it refused it.
+
+    Its message names the server (host and port) and says what went wrong there.
+    """
 
 
 class Sender(Protocol):

@@ -66,7 +66,7 @@ If you did not sign up, ignore this email.
 _environment = Environment(loader=DictLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rendered:
     """The text of one email: its subject, its plain-text body and its HTML body."""
 
@@ -103,7 +103,10 @@ def compose(name: str, email: str, link: str) -> EmailMessage:
 
 
 class SendError(Exception):
-    """The mail server did not take the message: it could not be reached, or it refused it."""
+    """The mail server did not take the message: it could not be reached, or it refused it.
+
+    Its message names the server (host and port) and says what went wrong there.
+    """
 
 
 class Sender(Protocol):
@@ -170,13 +173,13 @@ class Tokens:
         try:
             payload = self._serializer.loads(token, max_age=self.max_age)
         except SignatureExpired as error:  # a BadData too: it must be caught first
-            raise TokenExpiredError("the token is older than its maximum age") from error
+            raise TokenExpiredError from error
         except BadData as error:
-            raise TokenInvalidError("the token is malformed, tampered with, or not a confirmation token") from error
+            raise TokenInvalidError from error
         try:
             return UUID(payload)
         except (TypeError, ValueError, AttributeError) as error:
-            raise TokenInvalidError("the token's payload is not a user id") from error
+            raise TokenInvalidError from error
 
 
 # ------------------------------------------------------------------ the users and the app
