@@ -2,9 +2,10 @@
 
 Read them if you like; you do not need to change them.
 
-**The real server.** One SMTP server (aiosmtpd) runs for the whole session on 127.0.0.1,
-in a thread of its own, started by the first spec that needs it (about 10 ms) and stopped
-at the end. Each spec gets its own *mailbox* on it (``smtp``): the messages that arrived
+**The real server.** One SMTP server (aiosmtpd) runs for the whole session on the
+loopback (127.0.0.2 where the system has it, else 127.0.0.1), in a thread of its own,
+started by the first spec (about 10 ms) and stopped at the end. Each spec gets its own
+*mailbox* on it (``smtp``): the messages that arrived
 during that spec, as the server received them (the envelope, the bytes), and the
 server's side of each conversation on the spec's timeline (a connection opened, QUIT,
 the connection closed). The server can *hold* a message: it keeps the client waiting for
