@@ -30,8 +30,10 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import aiosmtplib  # noqa: F401 - the kata's stack, imported while pytest collects rather than inside the first spec
+import email_validator  # noqa: F401 - the same (pydantic's EmailStr)
 import fastapi  # noqa: F401 - the same
 import jinja2  # noqa: F401 - the same
+import pydantic.v1  # noqa: F401 - the same: FastAPI imports it when it builds its first app (about 1 s uncompiled)
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
