@@ -422,6 +422,128 @@ class ConsoleFeed(_Console):
 def _number_from(variable: str, default: float) -> float:
     """A number from the environment (kata 8: ``KATA_DEMO_THREADS``, ``KATA_DEMO_DRAIN``), else ``default``."""
     return float(os.environ.get(variable, default))
+class DemoMailServer(_Console):
+    """Kata 13's ``sender``: a real SMTP server on 127.0.0.1, and the learner's own ``SmtpSender`` talking to it.
+
+    On the first email it starts an aiosmtpd server on a free port of 127.0.0.1 (a thread of
+    its own), then hands every message to the kata module's ``SmtpSender("127.0.0.1", port)``,
+    so the learner's code holds a real SMTP conversation. The server prints each message as
+    it arrived (the raw headers, then what a mail client shows) and answers ``DATA`` after
+    ``delay`` seconds, like a busy relay; it says when a connection opens, QUITs and closes.
+    ``KATA_DEMO_FAIL=smtp`` points the sender at a port where nothing listens (the server is
+    down); ``smtp-once`` does that for the first email only.
+    """
+
+    label = "demo mail server"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._port: int | None = None
+        self._down: Any = None  # a socket bound and never listening: connections to it are refused
+        self._attempts = 0
+        self._open = 0
+
+    async def send(self, message: Any) -> None:
+        """Hand the message to the learner's ``SmtpSender``, pointed at the demo server (or at nothing)."""
+        self._attempts += 1
+        module = sys.modules.get("k13_email_system.signup")
+        smtp_sender = getattr(module, "SmtpSender", None)
+        if smtp_sender is None:
+            raise RuntimeError("the demo mail server needs the kata's SmtpSender (k13_email_system/signup.py)")
+        if _told_to_fail("smtp") or (_told_to_fail("smtp-once") and self._attempts == 1):
+            port = self._nowhere()
+            self._log(f"DOWN ({FAIL_VAR}): your SmtpSender is sent to 127.0.0.1:{port}, where nothing listens")
+        else:
+            port = self._start()
+        await smtp_sender("127.0.0.1", port).send(message)
+
+    def _nowhere(self) -> int:
+        import socket
+
+        if self._down is None:
+            self._down = socket.socket()
+            self._down.bind(("127.0.0.1", 0))
+        return self._down.getsockname()[1]
+
+    def _start(self) -> int:
+        if self._port is not None:
+            return self._port
+        import socket
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
+
+        demo = self
+
+        class Watched(SMTP):
+            counted = False  # the start-up check's own connection is not a client's
+
+            def connection_made(self, transport: Any) -> None:
+                super().connection_made(transport)
+                if demo._port is not None:
+                    self.counted = True
+                    demo._open += 1
+                    demo._log(f"connection from {transport.get_extra_info('peername')} ({demo._open} open)")
+
+            def connection_lost(self, error: Exception | None) -> None:
+                super().connection_lost(error)
+                if self.counted:
+                    demo._open -= 1
+                    demo._log(f"connection closed ({demo._open} open)")
+
+        class Printing(Controller):
+            def factory(self) -> SMTP:
+                return Watched(self.handler, **self.SMTP_kwargs)
+
+        # aiosmtpd cannot be given port 0 (its start-up check connects to it): take a free one.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        Printing(_PrintingHandler(self), hostname="127.0.0.1", port=port, enable_SMTPUTF8=False).start()
+        self._port = port
+        self._log(f"listening on 127.0.0.1:{port} (no SMTPUTF8: headers must be encoded, as for most relays)")
+        return port
+
+    def received(self, envelope: Any) -> None:
+        """Print one message: the envelope, the raw headers, then what a mail client shows."""
+        from email import policy
+        from email.parser import BytesParser
+
+        raw: bytes = envelope.original_content
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii", errors="backslashreplace")
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        lines = [
+            f"MAIL FROM {envelope.mail_from}, RCPT TO {', '.join(envelope.rcpt_tos)}: {len(raw)} bytes",
+            "  the headers as they travelled:",
+            *(f"    {line}" for line in head.splitlines()),
+            "  as a mail client shows it:",
+            *(f"    {name}: {message[name]}" for name in ("From", "To", "Subject") if message[name] is not None),
+            f"    parts: {', '.join(part.get_content_type() for part in message.walk() if not part.is_multipart())}",
+        ]
+        for part in message.walk():
+            if not part.is_multipart():
+                body = part.get_content() if part.get_content_maintype() == "text" else "(not text)"
+                lines.append(f"    --- {part.get_content_type()}")
+                lines.extend(f"    {line}" for line in str(body).strip().splitlines())
+        self._log("\n".join(lines))
+
+
+class _PrintingHandler:
+    """The demo SMTP server's handler: prints what it receives, and takes its time to answer DATA."""
+
+    def __init__(self, demo: DemoMailServer) -> None:
+        self.demo = demo
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+        self.demo.received(envelope)
+        self.demo._log(f"storing it: answering DATA in {self.demo.delay:g} s, like a busy relay")  # noqa: SLF001
+        await asyncio.sleep(self.demo.delay)  # the server takes its time; a client that awaits lets its app go on
+        self.demo._log("250 OK: message accepted")  # noqa: SLF001
+        return "250 2.0.0 OK: accepted"
+
+    async def handle_QUIT(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+        self.demo._log("QUIT: the client ends the conversation")  # noqa: SLF001
+        return "221 Bye"
 
 
 class RealClock:
@@ -537,6 +659,9 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "feed": ConsoleFeed,
         "threads": lambda: int(_number_from("KATA_DEMO_THREADS", 40)),  # the app's thread pool
         "drain_timeout": lambda: _number_from("KATA_DEMO_DRAIN", 5.0),  # the app's bound at shutdown
+    "k13_email_system": {
+        "sender": DemoMailServer,
+        "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
     },
 }
 
