@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import CatchAppErrors, Timeline, within_bound
+from dojo.timeline import BOUND, CatchAppErrors, StillRunningError, Timeline, within_bound
 from dojo.virtual_clock import VirtualClockLoop, idle_wait, settle, stop_leftovers
 
 batching = kata_module("k17_batching", "batching")
@@ -413,6 +414,17 @@ def test_the_digests_are_a_snapshot_that_later_notifications_never_change():
         got=f"{show([after])}: the later notifications changed them",
         revisit=SNAPSHOT,
     )
+    try:
+        first[0].messages = ("changed by the provider",)
+    except dataclasses.FrozenInstanceError:
+        changed = False
+    else:
+        changed = True
+    assert not changed, lesson(
+        expected="a digest that cannot be changed once made: the sender may hold it while new notifications come",
+        got="the messages of a digest handed out could be replaced",
+        revisit=SNAPSHOT,
+    )
     again = plain(batch.digests(), what="the digests", revisit=SNAPSHOT)
     assert again == [(ADA, ("m1", "m3")), (BOB, ("m2",)), (CAL, ("m4",))], lesson(
         expected="the batch itself has them all: [ada: m1/m3, bob: m2, cal: m4]", got=show([again]), revisit=BATCH
@@ -573,19 +585,21 @@ async def test_closing_with_nothing_waiting_sends_nothing_and_leaves_no_task(pro
 
 @pytest.mark.task(2)
 async def test_a_notification_after_close_is_refused_with_a_runtime_error(provider):
-    """Once closed, add() raises RuntimeError: nothing would ever send what it took."""
+    """Once closed, add() raises RuntimeError, saying why: nothing would ever send what it took."""
     batcher = await started(provider)
     batcher.add(ADA, "m1")
     await close(batcher)
     outcome = "it was accepted"
     try:
         batcher.add(BOB, "too late")
-    except RuntimeError:
-        outcome = "RuntimeError"
+    except RuntimeError as error:
+        outcome = "RuntimeError" if str(error).strip() else "a RuntimeError with no message"
     except Exception as error:  # noqa: BLE001 - any other exception is the mistake to show
         outcome = f"{type(error).__name__}: {error}"
     await quiet()
-    assert outcome == "RuntimeError", lesson(expected="RuntimeError", got=outcome, revisit=REFUSED)
+    assert outcome == "RuntimeError", lesson(
+        expected="RuntimeError, with a message that says why", got=outcome, revisit=REFUSED
+    )
     batches = sent(provider, revisit=REFUSED)
     assert batches == [[(ADA, ("m1",))]], lesson(
         expected="only [ada: m1], sent at close", got=show(batches), revisit=REFUSED
@@ -734,12 +748,14 @@ def test_a_size_limit_below_1_is_refused(provider, limit):
     outcome = "it was accepted"
     try:
         batching.Batcher(provider, max_size=limit, max_wait=10.0)
-    except ValueError:
-        outcome = "ValueError"
+    except ValueError as error:
+        outcome = "ValueError" if str(error).strip() else "a ValueError with no message"
     except Exception as error:  # noqa: BLE001 - any other exception is the mistake to show
         outcome = f"{type(error).__name__}: {error}"
     assert outcome == "ValueError", lesson(
-        expected=f"ValueError for a size limit of {limit}", got=outcome, revisit=SIZE_LIMIT
+        expected=f"ValueError for a size limit of {limit}, with a message that says why",
+        got=outcome,
+        revisit=SIZE_LIMIT,
     )
 
 
@@ -928,12 +944,14 @@ def test_a_wait_limit_of_zero_or_less_is_refused(provider, limit):
     outcome = "it was accepted"
     try:
         batching.Batcher(provider, max_size=5, max_wait=limit)
-    except ValueError:
-        outcome = "ValueError"
+    except ValueError as error:
+        outcome = "ValueError" if str(error).strip() else "a ValueError with no message"
     except Exception as error:  # noqa: BLE001 - any other exception is the mistake to show
         outcome = f"{type(error).__name__}: {error}"
     assert outcome == "ValueError", lesson(
-        expected=f"ValueError for a wait limit of {limit:g} s", got=outcome, revisit=WAIT_LIMIT
+        expected=f"ValueError for a wait limit of {limit:g} s, with a message that says why",
+        got=outcome,
+        revisit=WAIT_LIMIT,
     )
 
 
@@ -1155,10 +1173,21 @@ async def serving(provider: FakeProvider, **limits: Any) -> AsyncIterator[tuple[
         await lifespan.stop()
 
 
-async def post(client: KataClient, body: object, *, revisit: str = ACCEPT) -> Any:
+async def post(client: KataClient, body: object) -> Any:
+    """POST /notifications; an answer that does not come at once fails with the lesson."""
     __tracebackhide__ = True
-    return await within_bound(
-        client.post("/notifications", json=body), revisit=revisit, expected="the answer to POST /notifications"
+    call = asyncio.ensure_future(client.post("/notifications", json=body))
+    done, _ = await asyncio.wait({call}, timeout=BOUND)
+    if done:
+        return call.result()
+    call.cancel()
+    raise StillRunningError(
+        lesson(
+            expected="the answer to POST /notifications at once",
+            got=f"no answer after {BOUND:g} s of the specs' clock: the endpoint waits for something, the provider, "
+            "a batch, or a worker thread (an endpoint that is not a coroutine runs in one, away from the event loop)",
+            revisit=NO_WAIT,
+        )
     )
 
 
@@ -1234,7 +1263,7 @@ async def test_the_answer_never_waits_for_the_provider(provider):
     provider.hold()
     async with serving(provider, max_size=2, max_wait=3600.0) as (_, client):
         for recipient in (ADA, BOB, CAL):
-            response = await post(client, {"recipient": recipient, "message": "m"}, revisit=NO_WAIT)
+            response = await post(client, {"recipient": recipient, "message": "m"})
             expect_status(response, 202, revisit=ACCEPT)
         await quiet()
         assert len(provider.calls) == 1, lesson(
@@ -1321,7 +1350,7 @@ async def test_shutdown_waits_for_the_batch_being_sent(provider):
 async def test_a_bad_notification_is_a_422_and_nothing_is_queued(provider, body):
     """A missing field, a malformed address, a message outside 1 to 500 characters, a body that is no object."""
     async with serving(provider) as (lifespan, client):
-        response = await post(client, body, revisit=VALIDATE)
+        response = await post(client, body)
         expect_status(response, 422, expected=f"422 Unprocessable Content for {body!r}"[:200], revisit=VALIDATE)
         await stopped(lifespan)
         assert provider.calls == [], lesson(
@@ -1336,7 +1365,7 @@ async def test_a_bad_notification_is_a_422_and_nothing_is_queued(provider, body)
 async def test_a_message_of_1_to_500_characters_is_accepted_and_delivered_as_it_is(provider, message):
     """Both limits are allowed, and a character is a character, accented or not (not a byte)."""
     async with serving(provider) as (lifespan, client):
-        response = await post(client, {"recipient": BOB, "message": message}, revisit=VALIDATE)
+        response = await post(client, {"recipient": BOB, "message": message})
         expect_status(
             response, 202, expected=f"202 Accepted for a message of {len(message)} characters", revisit=VALIDATE
         )

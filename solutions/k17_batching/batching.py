@@ -98,13 +98,12 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         # Closed batches wait here for the one sender; None tells it to stop.
         self._ready: asyncio.Queue[list[Digest] | None] = asyncio.Queue()
-        self._sender: asyncio.Task[None] | None = None
         self._closed = False
 
     async def start(self) -> None:
         """Start the sender: the one task that hands the closed batches to the provider."""
         # Kept in an attribute: the event loop holds tasks only weakly.
-        self._sender = asyncio.create_task(self._send_in_order(), name="k17 batch sender")
+        self._sender: asyncio.Task[None] = asyncio.create_task(self._send_in_order(), name="k17 batch sender")
 
     def add(self, recipient: str, message: str) -> None:
         """Put one notification in the open batch; never waits. Refused once the batcher is closed."""
@@ -145,8 +144,7 @@ class Batcher:
         self.flush()
         # Queued after every batch: the sender sends them all before it reads it and stops.
         self._ready.put_nowait(None)
-        if self._sender is not None:
-            await self._sender
+        await self._sender
 
 
 # ------------------------------------------------------------------ task 5: the app
