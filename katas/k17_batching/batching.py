@@ -89,8 +89,9 @@ class Batcher:
 
     def __init__(self, provider: Provider, *, max_size: int = MAX_SIZE, max_wait: float = MAX_WAIT) -> None:
         """A batcher that sends a batch at ``max_size`` recipients or ``max_wait`` seconds after its first."""
-        # TODO(k17) task 3: a `max_size` below 1 is refused with a ValueError.
-        # TODO(k17) task 4: a `max_wait` of 0 seconds or less is refused with a ValueError.
+        # TODO(k17) task 3: a `max_size` below 1 is refused with a ValueError that says why.
+        # TODO(k17) task 4: a `max_wait` of 0 seconds or less is refused with a ValueError that
+        # says why.
         self.provider = provider
         self.max_size = max_size
         self.max_wait = max_wait
@@ -101,13 +102,14 @@ class Batcher:
         """Start the sender: the one task that hands the closed batches to the provider."""
         # TODO(k17) task 2: from now on, each closed batch goes to `provider`, one call per
         # batch, one call at a time, in the order the batches closed. A call that fails is
-        # logged at ERROR with its traceback through `logger`, and the next batch still goes.
+        # logged once at ERROR with its traceback through `logger`, saying how many recipients
+        # the batch had, and the next batch still goes.
         raise NotImplementedError("TODO(k17) task 2: start the sender")
 
     def add(self, recipient: str, message: str) -> None:
         """Put one notification in the open batch; never waits. Refused once the batcher is closed."""
         # TODO(k17) task 2: the notification joins the open batch and nothing waits. Once the
-        # batcher is closed, a RuntimeError: it would never be sent.
+        # batcher is closed, a RuntimeError that says why: it would never be sent.
         # TODO(k17) task 3: the batch closes the moment it holds `max_size` recipients.
         # TODO(k17) task 4: the batch closes `max_wait` seconds after its first notification,
         # by the event loop's clock, if nothing closed it before; later ones never move that.
