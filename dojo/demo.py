@@ -544,6 +544,44 @@ class _PrintingHandler:
     async def handle_QUIT(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
         self.demo._log("QUIT: the client ends the conversation")  # noqa: SLF001
         return "221 Bye"
+class ConsoleProvider(_Console):
+    """Kata 17's email provider: one batch call takes ``delay`` seconds, then prints each digest.
+
+    Each batch gets a number; the console shows when its call starts (and how many calls are
+    in progress at that moment: one at a time is the rule), then one line per recipient.
+    ``KATA_DEMO_FAIL=provider`` makes it "down": each call raises ConnectionError after the delay.
+    """
+
+    label = "demo provider"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._batches = 0
+        self._in_progress = 0
+
+    async def send_batch(self, digests: list[Any]) -> None:
+        """Deliver one batch: one email per digest, after ``delay`` seconds."""
+        self._batches += 1
+        self._in_progress += 1
+        number = self._batches
+        count = sum(len(getattr(digest, "messages", ())) for digest in digests)
+        self._log(
+            f"batch #{number}: {len(digests)} recipient(s), {count} notification(s), "
+            f"{self._in_progress} call(s) in progress (takes {self.delay:g} s)"
+        )
+        try:
+            await asyncio.sleep(self.delay)
+            if _told_to_fail("provider"):
+                self._log(f"batch #{number}: DOWN ({FAIL_VAR}): raising ConnectionError")
+                raise ConnectionError("the demo provider is down")
+            lines = [
+                f"    to {getattr(digest, 'recipient', '?')}: "
+                + " / ".join(repr(message)[:60] for message in getattr(digest, "messages", ()))
+                for digest in digests
+            ]
+            self._log(f"batch #{number}: delivered\n" + "\n".join(lines))
+        finally:
+            self._in_progress -= 1
 
 
 class RealClock:
@@ -663,6 +701,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "sender": DemoMailServer,
         "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
     },
+    "k17_batching": {"provider": ConsoleProvider},
 }
 
 
