@@ -345,6 +345,8 @@ def _kata10_permanent_error() -> type[Exception]:
     if isinstance(error, type) and issubclass(error, Exception):
         return error
     return type("PermanentJobError", (Exception,), {})
+
+
 class ConsoleStats(_Console):
     """Kata 8's stats client: counts an action in a tenth of a second, awaited, and says where it ran."""
 
@@ -422,6 +424,8 @@ class ConsoleFeed(_Console):
 def _number_from(variable: str, default: float) -> float:
     """A number from the environment (kata 8: ``KATA_DEMO_THREADS``, ``KATA_DEMO_DRAIN``), else ``default``."""
     return float(os.environ.get(variable, default))
+
+
 class DemoMailServer(_Console):
     """Kata 13's ``sender``: a real SMTP server on 127.0.0.1, and the learner's own ``SmtpSender`` talking to it.
 
@@ -544,6 +548,8 @@ class _PrintingHandler:
     async def handle_QUIT(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
         self.demo._log("QUIT: the client ends the conversation")  # noqa: SLF001
         return "221 Bye"
+
+
 class ConsoleProvider(_Console):
     """Kata 17's email provider: one batch call takes ``delay`` seconds, then prints each digest.
 
@@ -697,6 +703,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "feed": ConsoleFeed,
         "threads": lambda: int(_number_from("KATA_DEMO_THREADS", 40)),  # the app's thread pool
         "drain_timeout": lambda: _number_from("KATA_DEMO_DRAIN", 5.0),  # the app's bound at shutdown
+    },
     "k13_email_system": {
         "sender": DemoMailServer,
         "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
