@@ -139,9 +139,8 @@ async def _mark_failed(session: AsyncSession, user_id: int, error: Exception) ->
         failed = {"status": Status.FAILED, "error": type(error).__name__}
         await session.execute(update(User).where(User.id == user_id).values(failed))
         await session.commit()
-    except Exception:
+    except Exception:  # the session is closed right after, which throws this transaction away
         logger.exception("could not mark user %s failed: it stays pending", user_id)
-        await session.rollback()
 
 
 # ------------------------------------------------------------------ the app
