@@ -27,7 +27,7 @@ from uuid import UUID, uuid4
 import fastapi  # noqa: F401 - the kata's stack, imported while pytest collects rather than inside the first spec
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dojo.impl import kata_module
@@ -618,6 +618,7 @@ async def test_the_time_limit_counts_from_the_slot_not_from_the_arrival(work):
 
 # The property: arrivals of jobs whose work takes some seconds, fails or hangs, a second apart or more.
 PROPERTY_TIMEOUT = 5.0
+PROPERTY_EXAMPLES = 25  # each example is a whole scenario on its own loop: fewer than the profile's 50 keep it quick
 PROPERTY_TURNS = 6  # turns of the loop after each arrival: a correct runner needs about five to hand a slot on
 KINDS = {  # what a job's work does -> (seconds it takes, fails, hangs), and how its job must end
     "quick": ((1.5, False, False), "done"),
@@ -690,6 +691,7 @@ async def run_arrivals(limit: int, line: int, pattern: list[tuple[float, str]]) 
 
 
 @pytest.mark.task(3)
+@settings(max_examples=PROPERTY_EXAMPLES)
 @given(limit=st.integers(1, 3), line=st.integers(0, 3), pattern=arrivals)
 def test_for_any_arrivals_at_most_the_limit_run_and_every_accepted_job_ends(limit, line, pattern):
     """For any arrivals: never more than N at work, refused only when full, each accepted job ends as it must."""
