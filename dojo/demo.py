@@ -588,6 +588,51 @@ class ConsoleProvider(_Console):
             self._log(f"batch #{number}: delivered\n" + "\n".join(lines))
         finally:
             self._in_progress -= 1
+class ConsoleRenderer(_Console):
+    """Kata 9's report renderer: ``delay`` seconds a report, and it says how many are at work.
+
+    A report whose name holds ``hang`` never ends on its own (only a cancellation stops it);
+    one whose name holds ``broken`` fails after its delay. Each line says how many reports
+    the renderer is building at that moment, so the terminal shows the limit holding (or
+    not), and a cancellation says after how long it came.
+    """
+
+    label = "demo renderer"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._at_work = 0
+
+    async def __call__(self, report: str) -> None:
+        self._at_work += 1
+        began = time.monotonic()
+        takes = "never ends on its own" if "hang" in report else f"takes {self.delay:g} s"
+        self._log(f"building {report!r} ({takes}); {self._at_work} at work now")
+        try:
+            if "hang" in report:
+                await asyncio.Event().wait()
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self._at_work -= 1
+            self._log(
+                f"{report!r} CANCELLED after {time.monotonic() - began:.1f} s (its time limit, or the server "
+                f"stopping); {self._at_work} at work now"
+            )
+            raise
+        self._at_work -= 1
+        if "broken" in report:
+            self._log(f"{report!r} failed: the renderer choked on it; {self._at_work} at work now")
+            raise RuntimeError(f"the demo renderer choked on {report}")
+        self._log(f"built {report!r}; {self._at_work} at work now")
+
+
+def demo_limits() -> Any:
+    """Kata 9's limits under ``kata serve``: small enough to fill by hand (2 at work, 3 waiting, 10 s each)."""
+    module = sys.modules.get("k09_limits_and_timeouts.reports")
+    limits = getattr(module, "Limits", None)
+    if limits is None:
+        return None
+    return limits(max_running=2, max_waiting=3, timeout=10.0)
 
 
 class RealClock:
@@ -709,6 +754,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
     },
     "k17_batching": {"provider": ConsoleProvider},
+    "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
 }
 
 
