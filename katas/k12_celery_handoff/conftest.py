@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import celery
 import pytest
@@ -332,6 +333,30 @@ def _build(stage: Stage) -> None:
         stage.problem = f"the Celery app's broker is {broker or 'not set'!r}: no worker could be started on it"
 
 
+def _warm_up(stage: Stage) -> None:
+    """With Redis: open now the connections the apps keep for the run, before any spec's leak check.
+
+    One document goes the whole way (sent, busy once, retried, rendered), and its state is read
+    from this thread and from another, as the API's thread pool would.
+    """
+    scene = stage.begin(Timeline())
+    scene.script.append(handoff.RendererBusy("warming up"))
+    task_id = str(uuid4())
+    stage.save(task_id, "warming up", "the connections")
+    stage.web_app.send_task(RENDER_TASK, args=[task_id], task_id=task_id)
+    done = threading.Event()
+    for _ in range(int(5 / POLLING_INTERVAL)):
+        if "doc1" in scene.finished:
+            break
+        done.wait(POLLING_INTERVAL)
+    reader = threading.Thread(target=lambda: stage.web_app.AsyncResult(task_id).state, name="k12 warm-up")
+    reader.start()
+    reader.join(BOUND)
+    stage.web_app.AsyncResult(task_id).state  # noqa: B018 - read for its connection, not its value
+    stage.end()
+    scene.timeline.close()
+
+
 @pytest.fixture(scope="session", name="stage")
 def _stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     """The worker, started once for the run, with the specs' settings, renderer and apps."""
@@ -346,12 +371,21 @@ def _stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         stage.worker_app.conf.update(
             broker_transport_options={"polling_interval": POLLING_INTERVAL}, worker_hijack_root_logger=False
         )
+        if stage.settings.redis_url:
+            # One result backend (and so one pool of Redis connections) per app, shared by the threads.
+            for app in (stage.worker_app, stage.web_app):
+                app.conf.result_backend_thread_safe = True
         with start_worker(stage.worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=BOUND) as worker:
             stage.hostname = worker.hostname
-            # The timer thread runs delayed messages (a retry's ETA). Started now rather than by the
-            # first retry, it is part of the snapshot each spec's leak check takes.
-            worker.timer.ensure_started()
+            # On the in-memory broker a timer thread runs delayed messages (a retry's ETA). Started
+            # now rather than by the first retry, it is part of the snapshot each spec's leak check
+            # takes. (With Redis the worker's event loop keeps the time: there is no such thread.)
+            start_timer = getattr(worker.timer, "ensure_started", None)
+            if start_timer is not None:
+                start_timer()
             stage.worker_app.control.purge()  # opens the broker connection the tidying up uses
+            if stage.settings.redis_url:
+                _warm_up(stage)
             try:
                 yield stage
             finally:
