@@ -13,7 +13,10 @@ Read it if you like; you do not need to change it.
   the worker where they need it (before a task starts, inside a render, after a retry
   was stored) with gates. A gate opens by itself after 2 seconds, so nothing waits for
   ever; a spec waits for the event it expects, never for a clock, and gives up with a
-  lesson after 2 seconds, which a correct app never needs.
+  lesson after 2 seconds, which a correct app never needs. A spec whose event loop is
+  blocked by the code under test is interrupted by an alarm after 3 seconds; a result
+  still awaited after a spec (in a thread of the API's pool) is marked failed, so that
+  no wait outlives it.
 
 Two settings are the specs' own, on the worker's app only: the in-memory broker is polled
 every 10 ms instead of every second, and the worker leaves the logging set-up alone.
@@ -24,7 +27,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,13 +39,14 @@ from typing import Any
 from uuid import uuid4
 
 import celery
+import celery.result
 import pytest
 from celery import signals
 from celery.contrib.testing.worker import start_worker
 
 from dojo.impl import kata_module
 from dojo.teach import lesson
-from dojo.timeline import BOUND, Timeline
+from dojo.timeline import BOUND, StillRunningError, Timeline
 
 handoff = kata_module("k12_celery_handoff", "handoff")
 
@@ -56,6 +63,12 @@ WORKER_DOWN = (
     "task 1: the worker runs on the broker your Celery app is configured with: in memory unless the "
     "settings give a Redis address (README: Configure Celery from settings)"
 )
+BLOCKED = (
+    "task 3: a wait for a task's result in an endpoint that runs on the event loop stops the whole server "
+    "until the task ends, and this one never did (README: Sending is not running)"
+)
+#: A spec still running this long after it began is stopped, even if its event loop is blocked.
+WATCHDOG = BOUND + 1.0
 NOT_BUILT = (
     "task 2: the factory builds a web process's app and a worker's app side by side, each with its own "
     "render task, registered on that app alone (README: One app per process, built from settings)"
@@ -255,6 +268,27 @@ class Stage:
             idle.wait(POLLING_INTERVAL)
         with contextlib.suppress(Exception):
             self.worker_app.control.purge()
+        self.wake_waiters()
+
+    def wake_waiters(self) -> None:
+        """Wake code still waiting for a task's result in another thread (one of the API's thread pool).
+
+        Such a wait (``AsyncResult.get`` without a timeout, for a task that never ends) would keep
+        that thread, and so the whole test process, alive for ever after the spec gave up on it.
+        The task it waits for is marked failed in the result backend: the wait ends with an error.
+        """
+        waiting = celery.result.AsyncResult.get.__code__
+        for ident, frame in sys._current_frames().items():  # noqa: SLF001 - the standard way to see other threads' frames
+            if ident == threading.get_ident():
+                continue
+            current = frame
+            while current is not None and current.f_code is not waiting:
+                current = current.f_back
+            result = current.f_locals.get("self") if current is not None else None
+            if isinstance(result, celery.result.AsyncResult):
+                with contextlib.suppress(Exception):
+                    failure = TimeoutError("the spec ended before this task did")
+                    result.backend.mark_as_failure(result.id, failure)
 
 
 class FakeRenderer:
@@ -303,13 +337,13 @@ def _watching(stage: Stage) -> Iterator[None]:
         (signals.task_retry, stage.on_retry),
         (signals.task_postrun, stage.on_postrun),
     ]
-    for signal, handler in handlers:
-        signal.connect(handler, weak=False)
+    for celery_signal, handler in handlers:
+        celery_signal.connect(handler, weak=False)
     try:
         yield
     finally:
-        for signal, handler in handlers:
-            signal.disconnect(handler)
+        for celery_signal, handler in handlers:
+            celery_signal.disconnect(handler)
 
 
 def _build(stage: Stage) -> None:
@@ -392,6 +426,43 @@ def _stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
                 # Celery's remote control: the worker stops at its next look at the broker. Left to
                 # start_worker alone, it would first finish its wait for messages: 2 s, twice.
                 stage.worker_app.control.shutdown(destination=[worker.hostname])
+
+
+class _BlockedError(StillRunningError):
+    """The spec ran past the watchdog: its event loop's thread was blocked."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Stop a spec that runs past the watchdog, even one whose event loop is blocked (a signal, not a timer).
+
+    Every wait of the specs gives up after 2 seconds on its own, as long as the event loop runs.
+    Code that blocks the loop's thread (waiting for a task's result inside an ``async def``
+    endpoint) stops those waits too; this alarm interrupts it, with a lesson.
+    """
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _BlockedError(
+            lesson(
+                expected=f"{item.name} over within {WATCHDOG:g} s",
+                got="still running, with the thread of the event loop blocked in your code",
+                revisit=BLOCKED,
+            )
+        )
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    began = time.monotonic()
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, WATCHDOG)  # another alarm (a grading time limit) is put back
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - began), 0.001))
 
 
 @pytest.fixture(name="scene")
