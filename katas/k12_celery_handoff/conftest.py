@@ -18,8 +18,10 @@ Read it if you like; you do not need to change it.
   still awaited after a spec (in a thread of the API's pool) is marked failed, so that
   no wait outlives it.
 
-Two settings are the specs' own, on the worker's app only: the in-memory broker is polled
-every 10 ms instead of every second, and the worker leaves the logging set-up alone.
+A few settings are the specs' own: on the worker's app, the in-memory broker is polled every
+10 ms instead of every second, and the worker leaves the logging set-up alone; on Redis, each
+app keeps one result backend for all its threads (one pool of connections), opened before the
+first spec.
 """
 
 from __future__ import annotations
@@ -190,8 +192,8 @@ class Stage:
             raise AssertionError(lesson(expected=expected, got=self.problem, revisit=WORKER_DOWN))
 
     def save(self, task_id: str, title: str, markdown: str) -> None:
-        """Save a document as the README says the API does: ``<storage>/<id>.json``, UTF-8 JSON."""
-        text = json.dumps({"title": title, "markdown": markdown}, ensure_ascii=False)
+        """Save a document as the README says the API does: ``<storage>/<id>.json``, in JSON."""
+        text = json.dumps({"title": title, "markdown": markdown})  # non-ASCII escaped, as json.dumps does
         (self.settings.storage / f"{task_id}.json").write_text(text, encoding="utf-8")
 
     # ---------------------------------------------------------------- Celery's signals

@@ -67,7 +67,10 @@ def build(tmp_path, *, redis_url: str | None = None):
 
 
 def setting(app, name: str) -> object:
-    return app.conf.get(name)
+    """One setting of the learner's app: a plain value (checked), compared only then."""
+    value = app.conf.get(name)
+    allowed = (str, bool, list, tuple, set, frozenset, type(None))
+    return expect_type(value, *allowed, what=f"the setting {name}", revisit=CONFIGURE)
 
 
 # ---------------------------------------------------------------- task 1: configure Celery from settings
@@ -415,7 +418,8 @@ async def test_the_message_carries_the_id_of_the_document_saved_before_it(client
     assert message is not None, lesson(
         expected="one message", got=f"{len(scene.messages)}\n{scene.timeline.render()}", revisit=NOT_HERE
     )
-    got = (message.task, message.task_id, message.args, message.kwargs)
+    args = expect_type(message.args, list, tuple, what="the message's arguments", revisit=AS_JSON, items=(str,))
+    got = (message.task, message.task_id, list(args), message.kwargs)
     assert got == (RENDER_TASK, task_id, [task_id], {}), lesson(
         expected=f"task {RENDER_TASK!r}, id {task_id!r} (the one the client got), arguments [{task_id!r}], no keywords",
         got=f"task {got[0]!r}, id {got[1]!r}, arguments {got[2]!r}, keywords {got[3]!r}",

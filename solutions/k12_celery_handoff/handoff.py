@@ -14,9 +14,8 @@ Read README.md in this folder for the tasks, then make the specs pass:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID, uuid4
 
 from celery import Celery, Task, states
@@ -29,9 +28,8 @@ RENDER_TASK = "documents.render"
 MAX_RETRIES = 3
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the web process and the worker both read, in production from the environment."""
+class Settings(NamedTuple):
+    """What the web process and the worker both read, in production from the environment. Read-only."""
 
     storage: Path  # the folder where the API saves documents and the worker reads them
     retry_delay: float  # seconds before a busy renderer is tried again (`kata serve` uses 2)
