@@ -71,6 +71,17 @@ BLOCKED = (
 )
 #: A spec still running this long after it began is stopped, even if its event loop is blocked.
 WATCHDOG = BOUND + 1.0
+#: After a spec, the worker gets this long without any news before the spec's tasks are given up.
+QUIET = 0.25
+UNKNOWN = "unknown to the worker"
+NOT_REGISTERED = (
+    "task 2: the worker runs a message by looking its task's name up among the tasks registered on "
+    "its app; a name it does not know is dropped (README: One app per process, built from settings)"
+)
+STUCK = (
+    "task 2: the worker runs one task at a time, so a task that never ends keeps it from every other; "
+    "the render task reads, renders and returns (README: Broker, worker, result backend)"
+)
 NOT_BUILT = (
     "task 2: the factory builds a web process's app and a worker's app side by side, each with its own "
     "render task, registered on that app alone (README: One app per process, built from settings)"
@@ -98,6 +109,7 @@ class Scene:
 
     timeline: Timeline
     storage: Path
+    spec: str = ""  # the spec this scene belongs to, by name
     pages: int = 3  # what the renderer returns, unless the script says otherwise
     script: list[object] = field(default_factory=list)  # per render, in order: a page count or an error to raise
     labels: dict[str, str] = field(default_factory=dict)  # task id -> doc1, doc2 … in the order first published
@@ -154,7 +166,7 @@ class Scene:
         """
         __tracebackhide__ = True
         try:
-            await self.timeline.wait_for(f"{label} {what}")
+            event = await self.timeline.wait_for(f"{label} {what}", f"{label} {UNKNOWN}")
         except AssertionError:
             raise AssertionError(
                 lesson(
@@ -163,6 +175,14 @@ class Scene:
                     revisit=revisit,
                 )
             ) from None
+        if event.name.endswith(UNKNOWN):
+            raise AssertionError(
+                lesson(
+                    expected=f"{label} {what}",
+                    got=f"the worker dropped it: {event.detail}\n{self.timeline.render()}",
+                    revisit=NOT_REGISTERED,
+                )
+            )
 
     # ---------------------------------------------------------------- in the worker
     def wait_at(self, gate: threading.Event, label: str, where: str) -> None:
@@ -178,6 +198,8 @@ class Stage:
         self.scene: Scene | None = None
         self.problem = ""
         self.not_built = False  # the apps could not be built (else: built, with no broker a worker can use)
+        self.running: dict[str, str] = {}  # task id -> the spec that sent it, for the tasks the worker is running
+        self.lock = threading.Lock()
         self.worker_app: Any = None
         self.web_app: Any = None
         self.hostname = ""
@@ -190,6 +212,16 @@ class Stage:
             raise AssertionError(lesson(expected=expected, got=self.problem, revisit=NOT_BUILT))
         if self.problem:
             raise AssertionError(lesson(expected=expected, got=self.problem, revisit=WORKER_DOWN))
+        with self.lock:
+            stuck = sorted(set(self.running.values()))
+        if stuck:
+            raise AssertionError(
+                lesson(
+                    expected="a worker free to take this spec's tasks",
+                    got=f"the worker is still running a task sent by {', '.join(stuck)}, which never ended",
+                    revisit=STUCK,
+                )
+            )
 
     def save(self, task_id: str, title: str, markdown: str) -> None:
         """Save a document as the README says the API does: ``<storage>/<id>.json``, in JSON."""
@@ -226,6 +258,8 @@ class Stage:
         scene = self.scene
         label = scene.label_of(task_id) if scene else None
         if scene is not None and label is not None:
+            with self.lock:
+                self.running[str(task_id)] = f"{label} of {scene.spec}"
             scene.timeline.record(f"{label} taken by the worker")
             scene.wait_at(scene.start_gate, label, "held before it started")
 
@@ -237,6 +271,8 @@ class Stage:
             scene.wait_at(scene.retry_gate, label, "held after its retry was stored")
 
     def on_postrun(self, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+        with self.lock:
+            self.running.pop(str(task_id), None)
         scene = self.scene
         label = scene.label_of(task_id) if scene else None
         if scene is None or label is None:
@@ -248,9 +284,18 @@ class Stage:
             scene.finished[label] = str(state)
         scene.timeline.record(f"{label} finished", str(state))
 
+    def on_unknown(self, name: str | None = None, id: str | None = None, **_: Any) -> None:  # noqa: A002 - Celery's name
+        scene = self.scene
+        label = scene.label_of(id) if scene else None
+        if scene is None or label is None:
+            return
+        with scene.lock:
+            scene.finished[label] = UNKNOWN
+        scene.timeline.record(f"{label} {UNKNOWN}", f"no task called {name!r} is registered on the worker's app")
+
     # ---------------------------------------------------------------- per spec
-    def begin(self, timeline: Timeline) -> Scene:
-        self.scene = Scene(timeline=timeline, storage=self.settings.storage)
+    def begin(self, timeline: Timeline, spec: str = "the warm-up") -> Scene:
+        self.scene = Scene(timeline=timeline, storage=self.settings.storage, spec=spec)
         return self.scene
 
     def end(self) -> None:
@@ -261,11 +306,20 @@ class Stage:
         scene.release()
         if self.problem or self.worker_app is None:
             return
+        # Tidying up, not a verdict: wait while the worker makes progress on this spec's tasks,
+        # and give up on them after a quiet moment (a task that never ends, or one due later).
         idle = threading.Event()
-        for _ in range(int(BOUND / POLLING_INTERVAL)):  # tidying up, not a verdict
+        seen, quiet_since = len(scene.timeline.events), time.monotonic()
+        deadline = quiet_since + BOUND
+        while time.monotonic() < deadline:
             with scene.lock:
                 sent = {message.label for message in scene.messages}
             if sent <= set(scene.finished):
+                break
+            now = len(scene.timeline.events)
+            if now != seen:
+                seen, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since > QUIET:
                 break
             idle.wait(POLLING_INTERVAL)
         with contextlib.suppress(Exception):
@@ -338,6 +392,7 @@ def _watching(stage: Stage) -> Iterator[None]:
         (signals.task_prerun, stage.on_prerun),
         (signals.task_retry, stage.on_retry),
         (signals.task_postrun, stage.on_postrun),
+        (signals.task_unknown, stage.on_unknown),
     ]
     for celery_signal, handler in handlers:
         celery_signal.connect(handler, weak=False)
@@ -393,6 +448,35 @@ def _warm_up(stage: Stage) -> None:
     scene.timeline.close()
 
 
+@contextlib.contextmanager
+def _worker(stage: Stage) -> Iterator[None]:
+    """The worker thread on the learner's app, for the run; stopped with Celery's remote control."""
+    stage.worker_app.conf.update(
+        broker_transport_options={"polling_interval": POLLING_INTERVAL}, worker_hijack_root_logger=False
+    )
+    if stage.settings.redis_url:
+        # One result backend (and so one pool of Redis connections) per app, shared by the threads.
+        for app in (stage.worker_app, stage.web_app):
+            app.conf.result_backend_thread_safe = True
+    with start_worker(stage.worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=BOUND) as worker:
+        stage.hostname = worker.hostname
+        # On the in-memory broker a timer thread runs delayed messages (a retry's ETA). Started
+        # now rather than by the first retry, it is part of the snapshot each spec's leak check
+        # takes. (With Redis the worker's event loop keeps the time: there is no such thread.)
+        start_timer = getattr(worker.timer, "ensure_started", None)
+        if start_timer is not None:
+            start_timer()
+        stage.worker_app.control.purge()  # opens the broker connection the tidying up uses
+        if stage.settings.redis_url:
+            _warm_up(stage)
+        try:
+            yield
+        finally:
+            # Celery's remote control: the worker stops at its next look at the broker. Left to
+            # start_worker alone, it would first finish its wait for messages: 2 s, twice.
+            stage.worker_app.control.shutdown(destination=[worker.hostname])
+
+
 @pytest.fixture(scope="session", name="stage")
 def _stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     """The worker, started once for the run, with the specs' settings, renderer and apps."""
@@ -404,30 +488,15 @@ def _stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         if stage.problem:
             yield stage
             return
-        stage.worker_app.conf.update(
-            broker_transport_options={"polling_interval": POLLING_INTERVAL}, worker_hijack_root_logger=False
-        )
-        if stage.settings.redis_url:
-            # One result backend (and so one pool of Redis connections) per app, shared by the threads.
-            for app in (stage.worker_app, stage.web_app):
-                app.conf.result_backend_thread_safe = True
-        with start_worker(stage.worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=BOUND) as worker:
-            stage.hostname = worker.hostname
-            # On the in-memory broker a timer thread runs delayed messages (a retry's ETA). Started
-            # now rather than by the first retry, it is part of the snapshot each spec's leak check
-            # takes. (With Redis the worker's event loop keeps the time: there is no such thread.)
-            start_timer = getattr(worker.timer, "ensure_started", None)
-            if start_timer is not None:
-                start_timer()
-            stage.worker_app.control.purge()  # opens the broker connection the tidying up uses
-            if stage.settings.redis_url:
-                _warm_up(stage)
-            try:
+        try:
+            with _worker(stage):
                 yield stage
-            finally:
-                # Celery's remote control: the worker stops at its next look at the broker. Left to
-                # start_worker alone, it would first finish its wait for messages: 2 s, twice.
-                stage.worker_app.control.shutdown(destination=[worker.hostname])
+        except RuntimeError:
+            # start_worker's complaint when the worker thread did not stop within BOUND: a task of
+            # the learner's never ended (each spec after it said so). The thread is a daemon: it
+            # ends with the test process.
+            if not stage.running:
+                raise
 
 
 class _BlockedError(StillRunningError):
@@ -468,9 +537,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.fixture(name="scene")
-def _scene(stage: Stage, timeline: Timeline) -> Iterator[Scene]:
+def _scene(stage: Stage, timeline: Timeline, request: pytest.FixtureRequest) -> Iterator[Scene]:
     """This spec's view of the worker: its timeline, the gates and the renderer's script."""
-    scene = stage.begin(timeline)
+    scene = stage.begin(timeline, spec=request.node.name)
     try:
         yield scene
     finally:

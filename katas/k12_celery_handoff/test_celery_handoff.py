@@ -30,8 +30,8 @@ from dojo.timeline import within_bound
 handoff = kata_module("k12_celery_handoff", "handoff")
 
 pytestmark = pytest.mark.leaks(
-    revisit="task 1: the worker and the broker connection belong to the run, and nothing a request does "
-    "leaves a thread or a connection open behind it (README: How the specs run a real worker)"
+    revisit="task 3: a file opened to save or to read a document is closed again, and nothing a request "
+    "or a task does leaves a thread or a connection behind it (README: Hand the document to the worker)"
 )
 
 RENDER_TASK = "documents.render"  # the name the README gives the task: the web process and the worker share it
