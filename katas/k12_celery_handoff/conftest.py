@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -69,6 +70,8 @@ BLOCKED = (
     "task 3: a wait for a task's result in an endpoint that runs on the event loop stops the whole server "
     "until the task ends, and this one never did (README: Sending is not running)"
 )
+#: The longest the worker may take to start (about 0.1 s in memory, over a second on Redis).
+START_LIMIT = 10.0
 #: A spec still running this long after it began is stopped, even if its event loop is blocked.
 WATCHDOG = BOUND + 1.0
 #: After a spec, the worker gets this long without any news before the spec's tasks are given up.
@@ -452,6 +455,57 @@ def _warm_up(stage: Stage) -> None:
     scene.timeline.close()
 
 
+class _Crashes(logging.Handler):
+    """Keeps the worker's own report of why it could not start (Celery logs it, CRITICAL)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.CRITICAL)
+        self.seen = threading.Event()
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = self.message or record.getMessage().splitlines()[0][:300]
+        self.seen.set()
+
+
+def _started(running: Any, stage: Stage) -> Any:
+    """Enter Celery's start_worker, but never wait for ever; return the worker, or None.
+
+    The helper waits without a limit for a worker that crashed while starting (on a setting
+    it cannot use, say): the crash, or START_LIMIT, ends the wait here.
+    """
+    entered: dict[str, Any] = {}
+    crashes = _Crashes()
+    log = logging.getLogger("celery.worker")
+    log.addHandler(crashes)
+
+    def enter() -> None:
+        try:
+            entered["worker"] = running.__enter__()
+        except Exception as error:  # noqa: BLE001 - reported to every spec instead
+            entered["error"] = error
+
+    starter = threading.Thread(target=enter, name="k12 stage: starting the worker", daemon=True)
+    try:
+        starter.start()
+        for _ in range(int(START_LIMIT / POLLING_INTERVAL)):
+            starter.join(POLLING_INTERVAL)
+            if not starter.is_alive() or crashes.seen.is_set():
+                break
+    finally:
+        log.removeHandler(crashes)
+    if "worker" in entered:
+        return entered["worker"]
+    if crashes.message:
+        why = crashes.message
+    elif "error" in entered:
+        why = repr(entered["error"])
+    else:
+        why = f"still starting after {START_LIMIT:g} s"
+    stage.problem = f"the worker did not start on the Celery app create_celery builds: {why}"
+    return None
+
+
 @contextlib.contextmanager
 def _worker(stage: Stage) -> Iterator[None]:
     """The worker thread on the learner's app, for the run; stopped with Celery's remote control."""
@@ -462,7 +516,13 @@ def _worker(stage: Stage) -> Iterator[None]:
         # One result backend (and so one pool of Redis connections) per app, shared by the threads.
         for app in (stage.worker_app, stage.web_app):
             app.conf.result_backend_thread_safe = True
-    with start_worker(stage.worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=BOUND) as worker:
+    running = start_worker(stage.worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=BOUND)
+    worker = _started(running, stage)
+    if worker is None:  # it never started: stage.problem says why, and every spec that needs it fails
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        stack.push(running)
         stage.hostname = worker.hostname
         # On the in-memory broker a timer thread runs delayed messages (a retry's ETA). Started
         # now rather than by the first retry, it is part of the snapshot each spec's leak check
