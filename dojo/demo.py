@@ -16,12 +16,15 @@ machine, and its exceptions as 500s that say what and where.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import inspect
 import json
 import os
 import random
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -588,6 +591,8 @@ class ConsoleProvider(_Console):
             self._log(f"batch #{number}: delivered\n" + "\n".join(lines))
         finally:
             self._in_progress -= 1
+
+
 class ConsoleRenderer(_Console):
     """Kata 9's report renderer: ``delay`` seconds a report, and it says how many are at work.
 
@@ -732,6 +737,170 @@ def demo_database_url(out: TextIO | None = None) -> str:
     return f"sqlite+aiosqlite:///{path}?timeout={DEMO_LOCK_WAIT}"
 
 
+class ConsoleRenderer12(_Console):
+    """Kata 12's renderer: ``delay`` seconds per document, and it says where it runs and how it went.
+
+    The text decides how a document goes: one whose markdown holds ``broken`` fails with the
+    kata's ``RenderError``; one that holds ``busy`` finds the renderer busy on its first two
+    tries (the kata's ``RendererBusy``), so the task is retried; any other renders, one page
+    per 2000 characters.
+    """
+
+    label = "demo renderer"
+
+    def render(self, title: str, markdown: str) -> int:
+        import celery
+
+        task = celery.current_task
+        request = getattr(task, "request", None)
+        if request is None or getattr(request, "called_directly", True):
+            where = "OUTSIDE ANY WORKER: in the web process, while the client waits"
+        else:
+            where = f"in the Celery worker (task {request.id}, try {request.retries + 1})"
+        self._log(f"rendering {title!r} {where}; takes {self.delay:g} s")
+        time.sleep(self.delay)
+        if "broken" in markdown:
+            self._log(f"cannot render {title!r}: the text says broken")
+            raise _k12_error("RenderError")("the table on line 3 is broken (demo: the text says broken)")
+        if "busy" in markdown and getattr(request, "retries", 0) < 2:
+            self._log(f"no free slot for {title!r} (demo: the text says busy, for the first two tries)")
+            raise _k12_error("RendererBusy")("no free slot (demo: the text says busy)")
+        pages = 1 + len(markdown) // 2000
+        self._log(f"rendered {title!r}: {pages} page(s)")
+        return pages
+
+
+def _k12_module() -> Any:
+    """Kata 12's module, as ``kata serve`` (or the check that builds every demo) imported it."""
+    module = sys.modules.get("k12_celery_handoff.handoff")
+    if module is None:
+        raise DemoError("kata 12's demo collaborators need its module, k12_celery_handoff.handoff, imported first")
+    return module
+
+
+def _k12_error(name: str) -> type[Exception]:
+    """Kata 12's exception class ``name`` (a plain one if the module lacks it)."""
+    error = getattr(sys.modules.get("k12_celery_handoff.handoff"), name, None)
+    if isinstance(error, type) and issubclass(error, Exception):
+        return error
+    return type(name, (Exception,), {})
+
+
+#: Where ``kata serve k12`` saves the documents: look at them there.
+K12_STORAGE = Path(tempfile.gettempdir()) / "kata-k12-documents"
+K12_REDIS_VAR = "KATA_REDIS_URL"  # a Redis URL: `kata serve k12` puts the broker and the results there
+
+
+def k12_settings() -> Any:
+    """Kata 12's settings for ``kata serve``: documents in a temporary folder, Redis if ``KATA_REDIS_URL`` names one."""
+    module = _k12_module()
+    K12_STORAGE.mkdir(exist_ok=True)
+    return module.Settings(storage=K12_STORAGE, retry_delay=2.0, redis_url=os.environ.get(K12_REDIS_VAR) or None)
+
+
+class K12Worker:
+    """Kata 12's Celery worker for ``kata serve``: in this process, started with the first task sent.
+
+    In production the worker is a process of its own (``celery --app ... worker``); here it is
+    a thread of the server's process, so that one command shows the whole hand-off. It starts
+    when the API sends its first task (so that merely building the app starts nothing), runs
+    the tasks one at a time and logs what it receives and how each task ended; it stops when
+    the server does.
+    """
+
+    def __init__(self, celery_app: Any, out: TextIO | None = None) -> None:
+        self.celery_app = celery_app
+        self.out = out or sys.stdout
+        self.lock = threading.Lock()
+        self.running: Any = None
+
+    def say(self, text: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        self.out.write(f"[demo worker {stamp}] {text}\n")
+        self.out.flush()
+
+    def on_publish(self, **_: Any) -> None:
+        """Celery's ``before_task_publish``: start the worker before the first message goes out."""
+        with self.lock:
+            if self.running is not None:
+                return
+            from celery.contrib.testing.worker import start_worker
+
+            self.say(f"starting a Celery worker in this process, on {self.celery_app.conf.broker_url}")
+            self.running = start_worker(self.celery_app, pool="solo", perform_ping_check=False, loglevel="INFO")
+            worker = self.running.__enter__()
+            atexit.register(self.stop, worker.hostname)
+
+    def stop(self, hostname: str) -> None:
+        self.celery_app.control.shutdown(destination=[hostname])
+        with contextlib.suppress(Exception):
+            self.running.__exit__(None, None, None)
+
+
+def k12_celery_app() -> Any:
+    """Kata 12's Celery app for ``kata serve``: the learner's ``create_celery``, a console renderer, a worker."""
+    from celery import signals
+
+    module = _k12_module()
+    celery_app = module.create_celery(k12_settings(), ConsoleRenderer12())
+    broker = str(celery_app.conf.broker_url or "")
+    if broker.startswith(("memory://", "redis://")):
+        worker = K12Worker(celery_app)
+        signals.before_task_publish.connect(worker.on_publish, weak=False)
+    else:
+        sys.stdout.write(
+            f"[demo worker] no worker: the Celery app's broker is {broker or 'not set'!r} "
+            "(kata 12, task 1: memory:// by default)\n"
+        )
+    return celery_app
+
+
+class RealClock:
+    """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ConsoleSleep:
+    """A real ``await sleep(seconds)``, as :class:`dojo.fakes.FakeSleep` is called, that says how long it waits.
+
+    Kata 3's backoff: watch the waits grow.
+    """
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+
+    async def __call__(self, seconds: float) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        self.out.write(f"[demo sleep {stamp}] waiting {seconds:.3f} s\n")
+        self.out.flush()
+        await asyncio.sleep(seconds)
+
+
+#: Parameter name -> a builder of its demo collaborator.
+COLLABORATORS: dict[str, Callable[[], Any]] = {
+    "mailer": ConsoleMailer,
+    "clock": RealClock,
+    "sleep": ConsoleSleep,
+    "profiles": ConsoleProfiles,
+    "analytics": ConsoleAnalytics,
+    "gateway": ScriptedGateway,
+    "rng": lambda: random.random,
+    "handler": ConsoleJobHandler,
+    "process": ConsoleImporter,
+    "directory": ConsoleDirectory,
+    "failures": ConsoleFailures,
+    "notifier": ConsoleNotifier,
+}
+
+
 #: Kata slug -> parameter name -> a builder of that kata's own demo collaborator. A kata whose
 #: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
 KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
@@ -754,6 +923,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
     },
     "k17_batching": {"provider": ConsoleProvider},
+    "k12_celery_handoff": {"settings": k12_settings, "celery_app": k12_celery_app},
     "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
 }
 
