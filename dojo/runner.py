@@ -64,11 +64,6 @@ WARM_IMPORTS = (
     "asgi_lifespan",
     "hypothesis",
     "dojo.plugin",
-    # Kata 7's real database (compiling SQLAlchemy costs a second of CPU where no bytecode is cached).
-    "aiosqlite",
-    "sqlalchemy.dialects.sqlite.aiosqlite",
-    "sqlalchemy.ext.asyncio",
-    "sqlalchemy.orm",
 )
 
 

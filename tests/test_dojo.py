@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -704,30 +702,6 @@ def test_leak_check_fails_a_spec_that_left_a_file_socket_or_thread_open(pytester
     assert "thread 'forgotten-worker'" in text
     assert "db.sqlite3" in text
     assert "revisit:  task 1: close what you open (README: Sessions)" in text
-
-
-# ------------------------------------------------------------------ the warm stack
-
-
-def _preimported(conftest: Path) -> set[str]:
-    """The modules a kata's conftest imports by name while pytest collects (its ``for _name in (...)``)."""
-    names: set[str] = set()
-    if not conftest.is_file():
-        return names
-    for node in ast.walk(ast.parse(conftest.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and node.target.id == "_name":
-            names |= {item.value for item in getattr(node.iter, "elts", []) if isinstance(item, ast.Constant)}
-    return names
-
-
-def test_the_warm_stack_holds_what_each_katas_conftest_imports_ahead():
-    """A forked run finds a kata's heavy stack imported already (kata 7: SQLAlchemy and aiosqlite)."""
-    from dojo import runner
-
-    wanted = {kata.slug: _preimported(kata.folder / "conftest.py") for kata in manifest.load()}
-    assert wanted["k07_db_session"] >= {"aiosqlite", "sqlalchemy.ext.asyncio", "sqlalchemy.orm"}
-    cold = {slug: sorted(names - set(runner.WARM_IMPORTS)) for slug, names in wanted.items() if names}
-    assert all(not names for names in cold.values()), f"not in dojo.runner.WARM_IMPORTS: {cold}"
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # the socket the collector closes says it was not closed
