@@ -1,4 +1,4 @@
-"""The command line: ``kata grade SUBMISSION... --out DIR`` and ``kata grade classroom``.
+"""The command line: ``kata grade SUBMISSION... --out DIR``, ``kata grade classroom`` and ``kata grade analysis``.
 
 The parent reads every submission once, checks our side and the environment before each
 submission and before writing its results, grades submissions in parallel (each in its own
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dojo import manifest as _manifest
+from dojo.grading import analysis as _analysis
 from dojo.grading import sandbox as _sandbox
 from dojo.grading.child import STOP, PlanMismatch, kill_all
 from dojo.grading.guard import Snapshot
@@ -205,7 +206,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="kata grade",
         description="Grade a class: our specs, untouched, against each submission's kata modules, each in its own "
         "processes. Writes OUT/students/<student>/results.json, OUT/gradebook.csv and OUT/junit.xml. "
-        "`kata grade classroom --help`: GitHub Classroom's autograding.json.",
+        "`kata grade classroom --help`: GitHub Classroom's autograding.json; `kata grade analysis --help`: the item "
+        "analysis again.",
     )
     parser.add_argument(
         "submissions", nargs="+", metavar="SUBMISSION", help="a student's folder: a clone or its katas/"
@@ -260,6 +262,38 @@ def _classroom_main(argv: list[str]) -> int:
     else:
         write_atomically(options.output, text + "\n")
         sys.stdout.write(f"wrote {options.output}\n")
+    return 0
+
+
+def _analysis_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kata grade analysis",
+        description="Write the item analysis (OUT/analysis/: items.csv, failures.csv, points.csv, review.csv and "
+        "index.html, a page that works offline) again from the results a grading run wrote in OUT.",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder a grading run wrote")
+    parser.add_argument("--kata", action="append", metavar="SLUG", help="only this kata (repeatable)")
+    options = parser.parse_args(argv)
+    out: Path = options.out
+    try:
+        ledger = json.loads((out / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise GradeError(f"{out} holds no grading run (no readable {LEDGER}): grade the class first") from None
+    results = []
+    for student, digest in sorted(ledger.items()):
+        path = results_path(out, student)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            _say(f"{student}: left out, {path} is missing", error=True)
+            continue
+        if sha(text) != digest:
+            _say(f"{student}: left out, {path} is not what the grader wrote (grade again to rewrite it)", error=True)
+            continue
+        results.append(json.loads(text))
+    katas = _katas(options.kata)
+    page = _analysis.write(out, results, katas)
+    _say(f"{len(results)} student(s) on {len(katas)} kata(s) → {page}")
     return 0
 
 
@@ -370,13 +404,14 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - one c
     ordered = [results[submission.student] for submission in submissions if submission.student in results]
     write_atomically(out / "gradebook.csv", gradebook(ordered, katas))
     write_atomically(out / "junit.xml", junit(ordered))
+    page = _analysis.write(out, ordered, katas)
     flagged = [result["student"] for result in ordered if result.get("review")]
     if flagged:
         _say(f"marked for review (what was attempted is in results.json and the gradebook): {', '.join(flagged)}")
     elapsed = time.monotonic() - started
     _say(
         f"{len(todo) - problems} graded, {len(submissions) - len(todo)} kept, in {elapsed:.1f} s "
-        f"→ {out / 'gradebook.csv'}, {out / 'junit.xml'}"
+        f"→ {out / 'gradebook.csv'}, {out / 'junit.xml'}; what the class did not get: {page}"
     )
     return 1 if problems or rewritten else 0
 
@@ -403,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args[:1] == ["classroom"]:
             return _classroom_main(args[1:])
+        if args[:1] == ["analysis"]:
+            return _analysis_main(args[1:])
         return _grade_main(args)
     except GradeError as error:
         _say(f"kata grade: {error}", error=True)
