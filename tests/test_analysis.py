@@ -11,7 +11,7 @@ from bs4 import BeautifulSoup
 from dojo import manifest
 from dojo.grading import analysis
 from dojo.grading.command import main as grade_main
-from dojo.grading.outputs import LEDGER, results_path, results_text, sha
+from dojo.grading.outputs import LEDGER, results_text, sha, summary_path
 
 K01 = manifest.load().get("k01")
 LESSON = "AssertionError: one email\n  expected: 1\n  got:      0\n  revisit:  task 3: queue the task itself (README: The response first, then the tasks)\n"  # noqa: E501
@@ -149,11 +149,11 @@ def test_kata_grade_analysis_rebuilds_it_from_what_the_grader_wrote_only(tmp_pat
     ledger = {}
     for result in klass[:3]:
         text = results_text(result)
-        path = results_path(tmp_path, result["student"])
+        path = summary_path(tmp_path, result["student"])
         path.parent.mkdir(parents=True)
         path.write_text(text, encoding="utf-8")
-        ledger[result["student"]] = sha(text)
-    results_path(tmp_path, "cy").write_text(json.dumps(klass[0]), encoding="utf-8")  # not what the grader wrote
+        ledger[result["student"]] = {"summary.json": sha(text)}
+    summary_path(tmp_path, "cy").write_text(json.dumps(klass[0]), encoding="utf-8")  # not what the grader wrote
     (tmp_path / LEDGER).write_text(json.dumps(ledger), encoding="utf-8")
     assert grade_main(["analysis", "--out", str(tmp_path), "--kata", "k01"]) == 0
     said = capsys.readouterr()

@@ -27,13 +27,15 @@ from dojo.grading.guard import Snapshot
 from dojo.grading.intake import Intake, fingerprint, read_submission
 from dojo.grading.outputs import (
     LEDGER,
+    SUMMARY,
     classroom_config,
     gradebook,
     junit,
     points_text,
-    results_path,
-    results_text,
     sha,
+    student_files,
+    student_folder,
+    summary_path,
     write_atomically,
 )
 from dojo.grading.plan import (
@@ -44,9 +46,11 @@ from dojo.grading.plan import (
     Interrupted,
     Limits,
     Plan,
+    Source,
     Submission,
     grader_files,
     make_plan,
+    spec_sources,
 )
 from dojo.grading.results import grade, recount, safe
 from dojo.manifest import Kata
@@ -136,22 +140,26 @@ class Run:
         self.sandbox = sandbox
         self.lock = threading.Lock()
         self.running: set[str] = set()
+        self.sources: dict[str, Source] = spec_sources(plan) if plan is not None else {}
         try:
             ledger = json.loads((out / LEDGER).read_text(encoding="utf-8"))
-            self.ledger: dict[str, str] = (
-                {str(k): str(v) for k, v in ledger.items()} if isinstance(ledger, dict) else {}
-            )
         except (OSError, ValueError):
-            self.ledger = {}
+            ledger = {}
+        # student -> {file under their folder -> sha256 of the text the grader wrote}
+        self.ledger: dict[str, dict[str, str]] = {
+            str(student): {str(name): str(digest) for name, digest in files.items()}
+            for student, files in (ledger.items() if isinstance(ledger, dict) else ())
+            if isinstance(files, dict)
+        }
 
     def kept(self, submission: Submission, fingerprint_: str) -> dict[str, Any] | None:
         """Results a previous run wrote, if they are what it wrote and still what grading would give."""
         try:
-            text = results_path(self.out, submission.student).read_text(encoding="utf-8")
+            text = summary_path(self.out, submission.student).read_text(encoding="utf-8")
             result = json.loads(text)
         except (OSError, ValueError):
             return None
-        if self.ledger.get(submission.student) != sha(text) or not isinstance(result, dict):
+        if self.ledger.get(submission.student, {}).get(SUMMARY) != sha(text) or not isinstance(result, dict):
             return None
         if result.get("fingerprint") != fingerprint_ or result.get("sandbox") != (self.sandbox or "none"):
             return None
@@ -178,34 +186,42 @@ class Run:
         return result
 
     def write(self, student: str, result: dict[str, Any]) -> None:
-        text = results_text(result)
+        files = student_files(result, self.sources)
+        folder = student_folder(self.out, student)
         with self.lock:
             if STOP.is_set():
                 raise Interrupted
-            write_atomically(results_path(self.out, student), text)
-            self.ledger[student] = sha(text)
+            for name, text in files.items():
+                write_atomically(folder / name, text)
+            self.ledger[student] = {name: sha(text) for name, text in files.items()}
             write_atomically(self.out / LEDGER, json.dumps(self.ledger, indent=1, ensure_ascii=False) + "\n")
 
     def verify(self, results: dict[str, dict[str, Any]]) -> list[str]:
-        """Every results.json is still what the parent wrote; put back and name any that is not."""
+        """Every file written for a student is still what the parent wrote; put back and name any that is not."""
         changed = []
         for student, result in results.items():
-            path = results_path(self.out, student)
-            try:
-                same = sha(path.read_text(encoding="utf-8")) == self.ledger.get(student)
-            except (OSError, ValueError):
-                same = False
-            if not same:
+            folder = student_folder(self.out, student)
+            written = self.ledger.get(student, {})
+            same = bool(written) and all(_unchanged(folder / name, digest) for name, digest in written.items())
+            if not same or set(written) != set(student_files(result, self.sources)):
                 changed.append(student)
                 self.write(student, result)
         return changed
+
+
+def _unchanged(path: Path, digest: str) -> bool:
+    try:
+        return sha(path.read_text(encoding="utf-8")) == digest
+    except (OSError, ValueError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kata grade",
         description="Grade a class: our specs, untouched, against each submission's kata modules, each in its own "
-        "processes. Writes OUT/students/<student>/results.json, OUT/gradebook.csv and OUT/junit.xml. "
+        "processes. Writes OUT/students/<student>/summary.json and a results.json per kata (Exercism's format) "
+        "beside it, OUT/gradebook.csv, OUT/junit.xml and the item analysis in OUT/analysis/. "
         "`kata grade classroom --help`: GitHub Classroom's autograding.json; `kata grade analysis --help`: the item "
         "analysis again.",
     )
@@ -280,8 +296,9 @@ def _analysis_main(argv: list[str]) -> int:
     except (OSError, ValueError):
         raise GradeError(f"{out} holds no grading run (no readable {LEDGER}): grade the class first") from None
     results = []
-    for student, digest in sorted(ledger.items()):
-        path = results_path(out, student)
+    for student, files in sorted(ledger.items()):
+        digest = files.get(SUMMARY) if isinstance(files, dict) else None
+        path = summary_path(out, student)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError:
@@ -397,17 +414,17 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - one c
     rewritten = run.verify(results)
     if rewritten:
         _say(
-            f"WARNING: results.json of {', '.join(rewritten)} changed after the grader wrote it; written again "
+            f"WARNING: the results of {', '.join(rewritten)} changed after the grader wrote it; written again "
             "from the grader's own record",
             error=True,
         )
     ordered = [results[submission.student] for submission in submissions if submission.student in results]
     write_atomically(out / "gradebook.csv", gradebook(ordered, katas))
-    write_atomically(out / "junit.xml", junit(ordered))
+    write_atomically(out / "junit.xml", junit(ordered, run.sources))
     page = _analysis.write(out, ordered, katas)
     flagged = [result["student"] for result in ordered if result.get("review")]
     if flagged:
-        _say(f"marked for review (what was attempted is in results.json and the gradebook): {', '.join(flagged)}")
+        _say(f"marked for review (what was attempted is in summary.json and the gradebook): {', '.join(flagged)}")
     elapsed = time.monotonic() - started
     _say(
         f"{len(todo) - problems} graded, {len(submissions) - len(todo)} kept, in {elapsed:.1f} s "

@@ -159,6 +159,9 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
                 **info,
             }
         )
+        reason = zero_reason(katas[-1] | {"points": num(points)}, mine)
+        if reason is not None:
+            katas[-1]["note"] = reason
         notes.extend(_notes(kata.slug, counts, info))
     notes.extend(outcome.notes)
     outcomes = [test["outcome"] for test in tests]
@@ -191,6 +194,36 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
         "graded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "duration": 0.0,
     }
+
+
+def import_failure(tests: list[dict[str, Any]]) -> str | None:
+    """The kata's module did not import: the error as its specs reported it (from ``CANNOT IMPORT`` on)."""
+    for test in tests:
+        message = test.get("message") or ""
+        start = message.find("CANNOT IMPORT ")
+        if start >= 0 and test["outcome"] != "passed":
+            return message[start:]
+    return None
+
+
+def zero_reason(kata: dict[str, Any], tests: list[dict[str, Any]]) -> str | None:
+    """Why a kata scored 0, in a sentence (``None`` if it did not)."""
+    if kata["points"] != 0 or not tests:
+        return None
+    if kata.get("missing_modules"):
+        return f"scored 0: the submission has no {', '.join(kata['missing_modules'])}"
+    failure = import_failure(tests)
+    if failure is not None:
+        return (
+            "scored 0: "
+            + failure.splitlines()[0].replace("CANNOT IMPORT", "cannot import")
+            + (f" ({failure.splitlines()[1].strip()})" if len(failure.splitlines()) > 1 else "")
+        )
+    counts = {
+        outcome: sum(test["outcome"] == outcome for test in tests)
+        for outcome in dict.fromkeys(test["outcome"] for test in tests)
+    }
+    return "scored 0: no task had all its specs pass (" + ", ".join(f"{n} {o}" for o, n in counts.items()) + ")"
 
 
 def overall(outcomes: list[str]) -> str:
