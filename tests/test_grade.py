@@ -909,20 +909,6 @@ def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_
 # ------------------------------------------------------------------ the classroom, the errors
 
 
-def test_classroom_writes_an_autograding_entry_per_kata_with_its_points(tmp_path):
-    """GitHub Classroom's autograding.json, from the manifest: a test per kata, its points, a timeout."""
-    target = tmp_path / ".github" / "classroom" / "autograding.json"
-    result = run_grader("classroom", "--output", target, "--minutes", "5")
-    assert result.returncode == 0, result.stderr
-    tests = json.loads(target.read_text())["tests"]
-    assert [(test["run"], test["points"], test["timeout"]) for test in tests] == [
-        (f"uv run pytest katas/{kata.slug}", kata.points, 5) for kata in ALL
-    ]
-    assert all(test["name"].startswith(kata.slug) for test, kata in zip(tests, ALL, strict=True))
-    printed = run_grader("classroom", "--kata", "k01")
-    assert [test["points"] for test in json.loads(printed.stdout)["tests"]] == [K01.points]
-
-
 @pytest.mark.parametrize(
     ("args", "says"),
     [

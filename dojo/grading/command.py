@@ -28,7 +28,7 @@ from dojo.grading.intake import Intake, fingerprint, read_submission
 from dojo.grading.outputs import (
     LEDGER,
     SUMMARY,
-    classroom_config,
+    classroom_workflow,
     gradebook,
     junit,
     points_text,
@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Grade a class: our specs, untouched, against each submission's kata modules, each in its own "
         "processes. Writes OUT/students/<student>/summary.json and a results.json per kata (Exercism's format) "
         "beside it, OUT/gradebook.csv, OUT/junit.xml and the item analysis in OUT/analysis/. "
-        "`kata grade classroom --help`: GitHub Classroom's autograding.json; `kata grade analysis --help`: the item "
+        "`kata grade classroom --help`: GitHub Classroom's workflow; `kata grade analysis --help`: the item "
         "analysis again.",
     )
     parser.add_argument(
@@ -262,21 +262,23 @@ def _parser() -> argparse.ArgumentParser:
 def _classroom_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="kata grade classroom",
-        description="Write GitHub Classroom's .github/classroom/autograding.json from the manifest: "
-        "a test per kata with its points (to stdout, or to --output).",
+        description="Write GitHub Classroom's workflow, .github/workflows/classroom.yml, from the manifest: one "
+        "graded step per task of each kata, worth the task's points, and the classroom's reporter (to stdout, or "
+        "to --output).",
     )
     parser.add_argument("--output", type=Path, metavar="PATH", help="write here instead of stdout")
     parser.add_argument("--kata", action="append", metavar="SLUG", help="only this kata (repeatable)")
-    parser.add_argument("--minutes", type=int, default=10, help="each test's timeout in minutes (default %(default)s)")
-    parser.add_argument("--setup", default="", help="a setup command run before each test (e.g. installing uv)")
+    parser.add_argument(
+        "--minutes", type=int, default=2, help="each step's time limit in minutes (default %(default)s)"
+    )
     options = parser.parse_args(argv)
-    if not 1 <= options.minutes <= 60:  # GitHub Classroom's own bounds
-        raise GradeError("--minutes must be between 1 and 60 (GitHub Classroom's limit)")
-    text = json.dumps(classroom_config(_katas(options.kata), minutes=options.minutes, setup=options.setup), indent=2)
+    if not 1 <= options.minutes <= 60:
+        raise GradeError("--minutes must be between 1 and 60 (a step of one task's specs takes seconds)")
+    text = classroom_workflow(_katas(options.kata), minutes=options.minutes)
     if options.output is None:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
     else:
-        write_atomically(options.output, text + "\n")
+        write_atomically(options.output, text)
         sys.stdout.write(f"wrote {options.output}\n")
     return 0
 

@@ -267,25 +267,77 @@ def junit(results: list[dict[str, Any]], sources: dict[str, Source]) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def classroom_config(katas: tuple[Kata, ...], *, minutes: int, setup: str) -> dict[str, Any]:
-    """GitHub Classroom's ``.github/classroom/autograding.json``: a test per kata, with its points.
+#: The actions the workflow uses, pinned as their own documentation shows them.
+CHECKOUT = "actions/checkout@v5"
+SETUP_UV = "astral-sh/setup-uv@cec208311dfd045dd5311c1add060b2062131d57  # v8.0.0"
+COMMAND_GRADER = "classroom-resources/autograding-command-grader@v1"
+REPORTER = "classroom-resources/autograding-grading-reporter@v1"
+#: GitHub Classroom reads the scores of this workflow and job only (the reporter's documentation).
+WORKFLOW_NAME = "Autograding Tests"
+JOB = "run-autograding-tests"
 
-    The classroom's runners then grade each student's repository (with the specs in that
-    repository: protect ``katas/*/test_*.py`` there, or collect the repositories and run
-    ``kata grade``).
+
+def _q(value: object) -> str:
+    """A YAML scalar: a JSON string is a valid double-quoted YAML scalar, whatever it holds."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def classroom_workflow(katas: tuple[Kata, ...], *, minutes: int) -> str:
+    """GitHub Classroom's ``.github/workflows/classroom.yml``: one graded step per kata task, with its points.
+
+    Each step runs our specs of one task on the student's code (``uv run pytest KATA --task N``)
+    through the classroom's command grader, so partial credit reaches the classroom task by
+    task; the reporter adds the steps up. uv is installed the supported way (astral-sh's
+    action) and the project synced once from uv.lock.
     """
-    return {
-        "tests": [
-            {
-                "name": f"{kata.slug}: {kata.title}",
-                "setup": setup,
-                "run": f"uv run pytest katas/{kata.slug}",
-                "input": "",
-                "output": "",
-                "comparison": "included",
-                "timeout": minutes,
-                "points": kata.points,
-            }
-            for kata in katas
+    steps = [(f"k{kata.order:02d}t{task.number}", kata, task) for kata in katas for task in kata.tasks]
+    lines = [
+        "# Written by `uv run kata grade classroom`: one graded step per task of each kata, worth its points.",
+        "# The students' repositories must not change what grades them: protect .github/, dojo/, every",
+        "# conftest.py, pyproject.toml, uv.lock and the katas' spec files (see the README, Grading).",
+        f"name: {_q(WORKFLOW_NAME)}",
+        '"on":',
+        "  - push",
+        "  - repository_dispatch",
+        "  - workflow_dispatch",
+        "permissions:",
+        "  checks: write",
+        "  actions: read",
+        "  contents: read",
+        "jobs:",
+        f"  {JOB}:",
+        "    runs-on: ubuntu-latest",
+        "    if: github.actor != 'github-classroom[bot]'",
+        f"    timeout-minutes: {min(360, minutes * len(steps) + 10)}",
+        "    steps:",
+        "      - name: Check out the student's repository",
+        f"        uses: {CHECKOUT}",
+        "      - name: Install uv",
+        f"        uses: {SETUP_UV}",
+        "      - name: Install the project, exactly as uv.lock pins it",
+        "        run: uv sync --locked",
+    ]
+    for step_id, kata, task in steps:
+        name = f"{kata.slug} task {task.number}: {task.title}"
+        lines += [
+            f"      - name: {_q(name)}",
+            f"        id: {step_id}",
+            f"        uses: {COMMAND_GRADER}",
+            "        with:",
+            f"          test-name: {_q(name)}",
+            f"          command: {_q(f'uv run pytest katas/{kata.slug} --task {task.number} -q')}",
+            f"          timeout: {minutes}",
+            f"          max-score: {task.points}",
         ]
-    }
+    lines += [
+        "      - name: Autograding Reporter",
+        f"        uses: {REPORTER}",
+        "        env:",
+        *(
+            f"          {step_id.upper()}_RESULTS: {_q('${{ steps.' + step_id + '.outputs.result }}')}"
+            for step_id, _, _ in steps
+        ),
+        "        with:",
+        f"          runners: {','.join(step_id for step_id, _, _ in steps)}",
+    ]
+    return "\n".join(lines) + "\n"
