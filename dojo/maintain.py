@@ -161,6 +161,20 @@ def manifest_with_shipped(text: str) -> str:
 CLASSROOM_MINUTES = 2
 
 
+def _refresh_workflow(fresh: _manifest.Manifest, *, check: bool) -> list[str]:
+    """GitHub Classroom's workflow, as the manifest makes it (written unless ``check``); what was stale."""
+    from dojo.grading.outputs import classroom_workflow
+
+    workflow = _manifest.REPO_ROOT / ".github" / "workflows" / "classroom.yml"
+    wanted = classroom_workflow(tuple(fresh), minutes=CLASSROOM_MINUTES)
+    if workflow.is_file() and workflow.read_text(encoding="utf-8") == wanted:
+        return []
+    if not check:
+        workflow.parent.mkdir(parents=True, exist_ok=True)
+        workflow.write_text(wanted, encoding="utf-8")
+    return [f"{workflow.relative_to(_manifest.REPO_ROOT)}: GitHub Classroom's workflow"]
+
+
 def main(argv: list[str]) -> int:
     """Refresh (or, with ``--check``, only verify) the manifest's ids and the READMEs' hints."""
     check = "--check" in argv
@@ -187,15 +201,7 @@ def main(argv: list[str]) -> int:
             stale.append(f"{readme.relative_to(_manifest.REPO_ROOT)}: {what}")
             if not check:
                 readme.write_text(wanted, encoding="utf-8")
-    from dojo.grading.outputs import classroom_workflow
-
-    workflow = _manifest.REPO_ROOT / ".github" / "workflows" / "classroom.yml"
-    wanted_workflow = classroom_workflow(tuple(fresh), minutes=CLASSROOM_MINUTES)
-    if not workflow.is_file() or workflow.read_text(encoding="utf-8") != wanted_workflow:
-        stale.append(f"{workflow.relative_to(_manifest.REPO_ROOT)}: GitHub Classroom's workflow")
-        if not check:
-            workflow.parent.mkdir(parents=True, exist_ok=True)
-            workflow.write_text(wanted_workflow, encoding="utf-8")
+    stale.extend(_refresh_workflow(fresh, check=check))
     for line in stale:
         print(("out of date: " if check else "updated: ") + line)
     for line in problems:

@@ -146,7 +146,7 @@ def exercism_results(result: dict[str, Any], kata: dict[str, Any], sources: dict
 
 
 def sha(text: str) -> str:
-    """The hash the ledger keeps of a results.json."""
+    """The hash the ledger keeps of each file written for a student."""
     return hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
 
 

@@ -74,7 +74,7 @@ def num(value: Fraction) -> float | int:
 
 
 def grade(submission: Submission, plan: Plan, intake: Intake, fingerprint: str, sandbox: str | None) -> dict[str, Any]:
-    """Grade one submission: its results.json content."""
+    """Grade one submission: its summary (the per-kata results.json files are made from it)."""
     started = time.monotonic()
     deadline = started + plan.limits.submission_timeout
     with tempfile.TemporaryDirectory(prefix="kata-grade-") as tmp:
@@ -117,7 +117,7 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
     outcome: Outcome,
     sandbox: str | None,
 ) -> dict[str, Any]:
-    """results.json: Exercism's interface v3, plus points, a per-kata breakdown, notes and what to review."""
+    """The summary: every spec's verdict, points, a per-kata breakdown, notes and what to review."""
     katas = []
     notes = []
     total = Fraction(0)
@@ -251,7 +251,7 @@ def _notes(slug: str, counts: Counter[str], info: dict[str, Any]) -> list[str]:
 
 
 def recount(result: dict[str, Any], plan: Plan) -> bool:
-    """A kept results.json holds our specs, and its points are what its outcomes earn."""
+    """A kept summary holds our specs, and its points are what its outcomes earn."""
     try:
         tests = result["tests"]
         if [test["nodeid"] for test in tests] != [spec.nodeid for spec in plan.specs]:
