@@ -1150,3 +1150,21 @@ def test_results_changed_after_the_grader_wrote_them_are_named_and_written_again
         "summary.json": outputs.sha(path.read_text(encoding="utf-8")),
         f"{K01.slug}/results.json": outputs.sha(kata.read_text(encoding="utf-8")),
     }
+
+
+def test_the_grading_benchmark_makes_a_class_of_solutions_stubs_and_hanging_submissions(tmp_path):
+    """The benchmark's class: its hanging submission spins in its first function, after the docstring."""
+    from dojo.grading import bench
+
+    spun = bench.spinning('"""m."""\n\n\nasync def f(x):\n    """Doc."""\n    return x\n\n\ndef g():\n    pass\n')
+    assert spun.splitlines()[5:8] == [
+        "    while True:  # the benchmark's hanging submission",
+        "        pass",
+        "    return x",
+    ]
+    compile(spun, "spun", "exec")
+    kinds = bench.make_class(tmp_path, (K01,), students=4, hanging=1)
+    assert sorted(kinds.values()) == ["hanging", "solution", "solution", "stub"]
+    stub = next(name for name, kind in kinds.items() if kind == "stub")
+    module = tmp_path / stub / "katas" / K01.slug / "notifications.py"
+    assert module.read_bytes() == impl.shipped_source(K01, "notifications.py")
