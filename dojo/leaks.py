@@ -13,6 +13,11 @@ spec, at teardown, with what is still open: a thread by its name, a descriptor b
 points to (a file's path, ``socket:[…]``). Threads get a short grace to end, and the
 garbage collector runs once, so only what the code really kept open counts.
 
+That collection looks only at what the spec made: everything alive when the snapshot is
+taken is frozen (:func:`gc.freeze`) until the check is over, so it costs well under a
+millisecond instead of a full collection of the whole stack (0.1 s and more a spec with
+FastAPI, pydantic and httpx loaded).
+
 What is not a leak: the idle worker threads of anyio's and asyncio's thread pools (they
 belong to the pool, which keeps them for a while on purpose).
 """
@@ -58,7 +63,8 @@ def _open_fds() -> dict[int, str]:
 
 
 def snapshot() -> Snapshot:
-    """The threads alive and the descriptors open now."""
+    """The threads alive and the descriptors open now; what is alive is frozen until :func:`left_open`."""
+    gc.freeze()  # the collection at the end then looks only at what was made since
     return Snapshot(frozenset(thread.ident for thread in threading.enumerate() if thread.ident), _open_fds())
 
 
@@ -75,7 +81,10 @@ def left_open(before: Snapshot, *, grace: float = GRACE) -> list[str]:
     deadline = time.monotonic() + grace
     for thread in _new_threads(before):
         thread.join(max(0.0, deadline - time.monotonic()))
-    gc.collect()
+    try:
+        gc.collect()
+    finally:
+        gc.unfreeze()
     found = [f"thread {thread.name!r} (daemon={thread.daemon}) still running" for thread in _new_threads(before)]
     found += [
         f"file descriptor {fd} still open: {target}"
