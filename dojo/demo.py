@@ -7,7 +7,9 @@ a mailer that "sends" by printing to the console after a real delay, a real cloc
 real sleep. Parameters with a default and no demo keep their default.
 
 A new kata whose factory needs another collaborator adds a builder here, under the
-parameter's name; nothing in the command line changes.
+parameter's name; nothing in the command line changes. A kata whose experiments need
+something beside its app (kata 11: a receiver for its webhooks) adds a finisher to
+:data:`KATA_FINISHERS`, which gets the app once it is built.
 
 The app is then served wrapped in :class:`ServedApp`: its docs page from files on this
 machine, and its exceptions as 500s that say what and where.
@@ -357,6 +359,11 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
 }
 
 
+#: Kata slug -> what ``kata serve`` adds to that kata's app once the factory has built it,
+#: called as ``finish(app, factory, arguments)`` (the collaborators the factory was given).
+KATA_FINISHERS: dict[str, Callable[[Any, Callable[..., Any], dict[str, Any]], None]] = {}
+
+
 class DemoError(Exception):
     """The factory needs something no demo collaborator provides."""
 
@@ -372,7 +379,8 @@ def _kata_of(factory: Callable[..., Any]) -> str:
 def build_app(factory: Callable[..., Any]) -> Any:
     """Call ``factory`` with a demo collaborator for each parameter it names."""
     arguments: dict[str, Any] = {}
-    builders = {**COLLABORATORS, **KATA_COLLABORATORS.get(_kata_of(factory), {})}
+    slug = _kata_of(factory)
+    builders = {**COLLABORATORS, **KATA_COLLABORATORS.get(slug, {})}
     for name, parameter in inspect.signature(factory).parameters.items():
         if parameter.kind in {parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD}:
             continue
@@ -385,8 +393,13 @@ def build_app(factory: Callable[..., Any]) -> Any:
                 f"name (it has: {known}). Maintainers: add one to COLLABORATORS."
             )
     if any(p.kind is p.POSITIONAL_ONLY for p in inspect.signature(factory).parameters.values()):
-        return factory(*arguments.values())
-    return factory(**arguments)
+        app = factory(*arguments.values())
+    else:
+        app = factory(**arguments)
+    finish = KATA_FINISHERS.get(slug)
+    if finish is not None:
+        finish(app, factory, arguments)
+    return app
 
 
 # --------------------------------------------------------------------------- serving

@@ -596,6 +596,33 @@ def test_a_kata_may_have_a_demo_collaborator_of_its_own(tmp_path):
     assert type(demo.build_app(factory_in("k02_multiple_tasks"))) is demo.ConsoleMailer
 
 
+def test_a_kata_may_have_a_finisher_that_adds_to_its_built_app(tmp_path, monkeypatch):
+    """build_app hands the app a kata's factory built, with the collaborators it was given, to its finisher."""
+    import importlib.util
+
+    from dojo import demo
+
+    folder = tmp_path / "k99_finished"
+    folder.mkdir()
+    (folder / "app.py").write_text("def create_app(clock):\n    return {'clock': clock}\n")
+    spec = importlib.util.spec_from_file_location("_demo_probe_k99_finished", folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen = []
+
+    def finish(app, factory, arguments):
+        seen.append((factory, sorted(arguments)))
+        app["finished"] = True
+
+    monkeypatch.setitem(demo.KATA_FINISHERS, "k99_finished", finish)
+    built = demo.build_app(module.create_app)
+    assert built["finished"] is True
+    assert type(built["clock"]) is demo.RealClock
+    assert seen == [(module.create_app, ["clock"])]
+    monkeypatch.delitem(demo.KATA_FINISHERS, "k99_finished")
+    assert "finished" not in demo.build_app(module.create_app)
+
+
 async def test_kata_1s_demo_mailer_says_where_each_send_runs():
     """On the event loop thread it says so loudly; in a worker thread it names the thread and the count."""
     import io
