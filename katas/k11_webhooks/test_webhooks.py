@@ -10,6 +10,7 @@ conftest.py, which holds the clock, the sleep and the receivers, faked and real)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -29,7 +30,8 @@ from asgi_lifespan import LifespanManager
 from dojo.fakes import EPOCH
 from dojo.impl import kata_module
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import BOUND, RESPONSE_COMPLETE, CatchAppErrors, within_bound
+from dojo.timeline import BOUND, RESPONSE_COMPLETE, CatchAppErrors, StillRunningError
+from dojo.virtual_clock import VirtualClockLoop
 
 webhooks = kata_module("k11_webhooks", "webhooks")
 
@@ -51,7 +53,31 @@ PAYLOAD = {
 T0 = int(EPOCH.timestamp())  # the fake clock's start, in whole seconds since the epoch
 ATTEMPT = "delivery attempt"
 
+#: How long a spec lets the code run on the virtual clock, in virtual seconds: longer than any
+#: retry policy here, so code that sleeps for real (not through the injected sleep) still ends,
+#: and the spec can say so; code stuck in a loop reaches it at once. On a real loop: BOUND.
+VIRTUAL_BOUND = 3600.0
+
 # ---------------------------------------------------------------- what the specs know to be right
+
+
+async def within_bound(call: Any, *, revisit: str, expected: str = "the call finished") -> Any:
+    """Await the code under test, at most VIRTUAL_BOUND virtual seconds (BOUND real ones on a real loop)."""
+    __tracebackhide__ = True
+    virtual = isinstance(asyncio.get_running_loop(), VirtualClockLoop)
+    limit = VIRTUAL_BOUND if virtual else BOUND
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if not done:
+        task.cancel()
+        raise StillRunningError(
+            lesson(
+                expected=f"{expected} within {limit:g} s" + (" of the specs' virtual clock" if virtual else ""),
+                got="still running: something in it waits for ever or loops",
+                revisit=revisit,
+            )
+        )
+    return task.result()
 
 
 def reference_signature(secret: bytes, msg_id: str, timestamp: int | str, body: bytes) -> str:
@@ -172,7 +198,9 @@ def expect_waits(sleep, wanted: list[float], *, revisit: str, why: str = "") -> 
         expect_type(seconds, int, float, what="each wait, in seconds", revisit=revisit)
     assert sleep.calls == wanted, lesson(
         expected=f"{why}waits through the injected sleep of {wanted} seconds, in this order",
-        got=f"{sleep.calls}" if sleep.calls else "no wait through the injected sleep",
+        got=f"{sleep.calls}"
+        if sleep.calls
+        else "no wait through the injected sleep (a wait of asyncio's own is not the injected one)",
         revisit=revisit,
     )
 
@@ -380,7 +408,7 @@ def test_a_timestamp_up_to_five_minutes_old_or_ahead_is_accepted_and_no_further(
 
 
 @pytest.mark.task(2)
-@pytest.mark.parametrize("timestamp", ["", "soon", "12:00", "2026-01-05T09:00:00Z"])
+@pytest.mark.parametrize("timestamp", ["", "soon", "12:00", "2026-01-05T09:00:00Z", "¹⁷⁶⁷⁶⁰³⁶⁰⁰"])
 def test_a_timestamp_that_is_not_a_number_of_seconds_is_refused_not_an_error(timestamp):
     """A timestamp header anyone could write: false, and no exception."""
     verdict = checked(NEVER_RAISES, timestamp=timestamp, signature=reference_signature(SECRET, ID, timestamp, BODY))
@@ -672,9 +700,9 @@ async def test_a_receiver_that_never_answers_leaves_its_error_on_record(receiver
 
 @pytest.mark.task(4)
 async def test_any_other_status_fails_at_once(receivers, clock, sleep):
-    """A 4xx other than 429, or a redirect (never followed): one attempt, no wait, failed."""
+    """A 4xx other than 429, a redirect (never followed), a status past 599: one attempt, no wait, failed."""
     elsewhere = receivers.at(ELSEWHERE)
-    for status in (400, 401, 403, 404, 408, 409, 410, 413, 422, 451, 499, 301, 302, 303, 307, 308):
+    for status in (400, 401, 403, 404, 408, 409, 410, 413, 422, 451, 499, 301, 302, 303, 307, 308, 600):
         receiver = receivers.at(f"{URL}/{status}").will((status, {"location": ELSEWHERE}))
         delivery = a_delivery(receiver.url)
         await send(delivery, clock=clock, sleep=sleep, revisit=FINAL)
@@ -738,8 +766,9 @@ async def test_every_attempt_is_stamped_and_signed_at_the_time_it_is_sent(receiv
         ({"attempts": 6, "first_delay": 1.0, "max_delay": 5.0}, [1.0, 2.0, 4.0, 5.0, 5.0]),
         ({"attempts": 3, "first_delay": 3.0, "max_delay": 30.0}, [3.0, 6.0]),
         ({"attempts": 1}, []),
+        ({"attempts": 8}, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),
     ],
-    ids=["cap reached exactly", "cap between doublings", "a longer first delay", "one attempt only"],
+    ids=["cap reached exactly", "cap between doublings", "a longer first delay", "one attempt only", "default cap"],
 )
 async def test_the_policy_sets_the_attempts_the_first_wait_and_the_cap(receivers, clock, sleep, policy, waits):
     """Waits double from the first delay up to the cap, and stay there; attempts stop at the policy's count."""
@@ -835,8 +864,8 @@ async def test_retry_after_is_honoured_up_to_the_policys_cap(  # noqa: PLR0913, 
 @pytest.mark.task(5)
 @pytest.mark.parametrize(
     "value",
-    ["soon", "1.5", "-1", "", "Tue, 06 Jan 2026 09:00:00 GMT"],
-    ids=["text", "fraction", "negative", "empty", "HTTP-date"],
+    ["soon", "1.5", "-1", "", "Tue, 06 Jan 2026 09:00:00 GMT", "³".encode()],
+    ids=["text", "fraction", "negative", "empty", "HTTP-date", "superscript digit"],
 )
 async def test_a_retry_after_that_is_not_whole_seconds_means_the_usual_backoff(receivers, clock, sleep, value):
     """Text, a fraction, a negative, nothing, or an HTTP-date: the backoff's 1 s then 2 s, and no error."""
@@ -888,6 +917,15 @@ AFTER = (
     "task 6: each delivery is a background task, sent after the response, so the client is answered at once "
     "(README: What a webhook is)"
 )
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client over ``app``, whose lifespan runs (start-up, then shutdown) around it."""
+    async with LifespanManager(app, startup_timeout=BOUND, shutdown_timeout=BOUND) as manager:
+        transport = httpx.ASGITransport(app=CatchAppErrors(manager.app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
 
 
 async def post(client, path: str, body: object, *, revisit: str) -> httpx.Response:
@@ -1185,6 +1223,22 @@ async def test_a_receiver_that_is_down_is_on_record_as_failed(client, receivers,
 
 
 @pytest.mark.task(6)
+async def test_every_delivery_follows_the_apps_own_policy(receivers, clock, sleep, ids):
+    """An app built with a policy of its own hands that policy to each delivery, not the default."""
+    policy = webhooks.RetryPolicy(attempts=3, first_delay=0.5)
+    app = webhooks.create_app(clock=clock, sleep=sleep, secret=SECRET, new_id=ids, policy=policy)
+    receiver = receivers.at(URL).will(503)
+    async with serving(app) as client:
+        await subscribe(client, URL)
+        response = await post(client, "/events", {"type": "order.shipped", "data": {}}, revisit=API)
+        expect_status(response, 202, revisit=API)
+        expect_attempts(receiver, 3, revisit=API, why="the app's policy: three attempts")
+        expect_waits(sleep, [0.5, 1.0], revisit=API, why="the app's policy, a first delay of half a second: ")
+        found = await get(client, f"/deliveries/{delivery_id(1)}", revisit=API)
+        expect_json(found, record_of(1, URL, "failed", 3, 503, None), revisit=API)
+
+
+@pytest.mark.task(6)
 async def test_an_unknown_delivery_is_a_404_and_a_malformed_id_a_422(client):
     """An id no delivery has: 404 that says which; something that is not a UUID: 422."""
     unknown = delivery_id(999)
@@ -1265,15 +1319,13 @@ async def test_deliveries_to_one_receiver_share_one_connection(loopback, client)
 
 
 @pytest.mark.task(7)
-async def test_the_client_is_closed_when_the_app_shuts_down(loopback, app, timeline):
+async def test_the_client_is_closed_when_the_app_shuts_down(loopback, app):
     """While the app runs its connection stays open; once it has shut down, the receiver sees it closed."""
-    async with LifespanManager(app, startup_timeout=BOUND, shutdown_timeout=BOUND) as manager:
-        transport = httpx.ASGITransport(app=CatchAppErrors(manager.app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            await subscribe(client, loopback.url)
-            for order in (1, 2):
-                response = await post(client, "/events", {"type": "t", "data": {"order": order}}, revisit=CLOSED)
-                expect_status(response, 202, revisit=CLOSED)
+    async with serving(app) as client:
+        await subscribe(client, loopback.url)
+        for order in (1, 2):
+            response = await post(client, "/events", {"type": "t", "data": {"order": order}}, revisit=CLOSED)
+            expect_status(response, 202, revisit=CLOSED)
         ports = sorted({request.port for request in loopback.requests})
         assert len(ports) == 1 and ports[0] in loopback.open_ports, lesson(
             expected="while the app runs, one connection to the receiver, still open",
@@ -1289,9 +1341,7 @@ async def test_the_client_is_closed_when_the_app_shuts_down(loopback, app, timel
 
 
 @pytest.mark.task(7)
-async def test_a_receiver_that_refuses_connections_is_tried_five_times_then_failed(
-    loopback, refusing_url, client, sleep
-):
+async def test_a_receiver_that_refuses_connections_is_tried_five_times_then_failed(refusing_url, client, sleep):
     """A port where nobody listens: five refused connections, the backoff between them, then failed."""
     await subscribe(client, refusing_url)
     response = await post(client, "/events", {"type": "order.shipped", "data": {}}, revisit=REAL)
