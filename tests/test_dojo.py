@@ -623,6 +623,42 @@ def test_a_kata_may_have_a_finisher_that_adds_to_its_built_app(tmp_path, monkeyp
     assert "finished" not in demo.build_app(module.create_app)
 
 
+async def test_kata_11s_demo_receiver_checks_with_the_given_verify_and_answers_as_its_path_says():
+    """401 when verify says no; busy: 429 and Retry-After twice, then 204; flaky: processed once, 500, then 204."""
+    import io
+
+    from dojo import demo
+
+    out = io.StringIO()
+    checked = []
+
+    def verify(secret, *, msg_id, timestamp, signature, body, now):
+        checked.append((secret, msg_id, timestamp, signature, body, type(now).__name__))
+        return signature == "v1,good"
+
+    receiver = demo.DemoReceiver(secret=b"s", verify=verify, clock=demo.RealClock(), out=out)
+    transport = httpx.ASGITransport(app=receiver)
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+
+        async def send(path: str, msg_id: str, signature: str = "v1,good") -> httpx.Response:
+            headers = {"webhook-id": msg_id, "webhook-timestamp": "1767603600", "webhook-signature": signature}
+            return await client.post(path, content=b'{"type":"t"}', headers=headers)
+
+        assert (await send("/ok", "m1", "v1,forged")).status_code == 401
+        assert checked[0] == (b"s", "m1", "1767603600", "v1,forged", b'{"type":"t"}', "datetime")
+        busy = [await send("/busy", "m2") for _ in range(3)]
+        assert [(r.status_code, r.headers.get("retry-after")) for r in busy] == [(429, "3"), (429, "3"), (204, None)]
+        flaky = [(await send("/flaky", "m3")).status_code for _ in range(2)]
+        assert flaky == [500, 204]
+        assert (await send("/down", "m4")).status_code == 503
+        assert (await send("/gone", "m5")).status_code == 410
+        assert (await send("/nowhere", "m6")).status_code == 404
+        assert (await client.post("/ok", content=b"{}")).status_code == 400
+    text = out.getvalue()
+    assert text.count("PROCESSED") == 2  # busy's third attempt, flaky's first
+    assert "already processed this id" in text
+
+
 async def test_kata_1s_demo_mailer_says_where_each_send_runs():
     """On the event loop thread it says so loudly; in a worker thread it names the thread and the count."""
     import io

@@ -8,12 +8,14 @@ Retry-After, or an error such as a refused connection). The specs of task 7 use 
 one: an HTTP/1.1 server listening on 127.0.0.1, in the spec's own event loop, which
 answers real requests over real sockets and sees each connection open and close.
 
-**No real time reaches a verdict.** The specs with a faked receiver run on an event loop
-whose clock is virtual (dojo/virtual_clock.py): the clock stands still while anything
-can run and jumps to the next timer when nothing can, so code that sleeps for real
-returns at once, and the specs see that it never asked the injected ``sleep``. The specs
-of task 7 run on an ordinary event loop (real sockets need one); the injected sleep
-waits for nothing there either.
+**No real time reaches a verdict.** The specs of ``deliver`` (tasks 3 to 5) run on an
+event loop whose clock is virtual (dojo/virtual_clock.py): the clock stands still while
+anything can run and jumps to the next timer when nothing can, so code that sleeps for
+real returns at once, and the specs see that it never asked the injected ``sleep``. The
+specs that run the whole app (tasks 6 and 7) use an ordinary event loop, since the app may
+run `def` endpoints in worker threads, which a virtual clock would not wait for, and real
+sockets need one; the injected sleep waits for nothing there either, and code that hangs
+is stopped after 2 seconds.
 
 **No certificates read.** No spec makes a TLS connection, so while a spec runs the
 trust store of every httpx client is an empty folder (``SSL_CERT_DIR``): building a
@@ -56,9 +58,10 @@ CONNECTION_OPENED = "receiver: connection opened"
 CONNECTION_CLOSED = "receiver: connection closed"
 REAL_REQUEST = "receiver: request"
 
-#: The fixtures that make a spec one of task 7's, on real sockets and an ordinary event loop.
-LOOPBACK = "loopback"
-REAL_SOCKETS = (LOOPBACK, "refusing_url")
+#: The fixtures that make a spec run on an ordinary event loop: those that run the app, whose
+#: `def` endpoints and `def` background tasks run in worker threads, which the virtual clock
+#: does not wait for, and those with real sockets (task 7).
+ORDINARY_LOOP = frozenset({"app", "started_app", "client", "loopback", "refusing_url"})
 
 
 def _warm_up_the_stack() -> None:
@@ -93,9 +96,9 @@ _warm_up_the_stack()
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
-    """Specs with a real receiver run on an ordinary loop; every other async spec on the virtual clock."""
-    if set(REAL_SOCKETS) & set(getattr(item, "fixturenames", ())):
-        return {"real-sockets": asyncio.new_event_loop}
+    """Specs that run the app, or use real sockets, on an ordinary loop; the others on the virtual clock."""
+    if ORDINARY_LOOP & set(getattr(item, "fixturenames", ())):
+        return {"ordinary": asyncio.new_event_loop}
     return {"virtual-clock": VirtualClockLoop}
 
 
@@ -385,7 +388,7 @@ class LoopbackReceiver:
         return status
 
 
-@pytest.fixture(name=LOOPBACK)
+@pytest.fixture(name="loopback")
 async def _loopback(timeline: Timeline) -> AsyncIterator[LoopbackReceiver]:
     receiver = LoopbackReceiver(timeline)
     await receiver.start()

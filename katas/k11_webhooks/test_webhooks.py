@@ -107,10 +107,17 @@ def _ids() -> Ids:
     return Ids()
 
 
+@pytest.fixture(name="policy")
+def _policy() -> dict[str, Any] | None:
+    """The retry policy the app is built with (RetryPolicy's fields); None: the app's default."""
+    return None
+
+
 @pytest.fixture(name="app")
-def _app(clock, sleep, ids: Ids) -> Any:
-    """The kata's app, built with the spec's clock, sleep, secret and ids, and the default policy."""
-    return webhooks.create_app(clock=clock, sleep=sleep, secret=SECRET, new_id=ids)
+def _app(clock, sleep, ids: Ids, policy: dict[str, Any] | None) -> Any:
+    """The kata's app, built with the spec's clock, sleep, secret and ids, and the policy."""
+    options = {} if policy is None else {"policy": webhooks.RetryPolicy(**policy)}
+    return webhooks.create_app(clock=clock, sleep=sleep, secret=SECRET, new_id=ids, **options)
 
 
 def a_delivery(url: str = URL, *, payload: dict[str, Any] | None = None, msg_id: str = ID) -> Any:
@@ -1223,19 +1230,17 @@ async def test_a_receiver_that_is_down_is_on_record_as_failed(client, receivers,
 
 
 @pytest.mark.task(6)
-async def test_every_delivery_follows_the_apps_own_policy(receivers, clock, sleep, ids):
+@pytest.mark.parametrize("policy", [{"attempts": 3, "first_delay": 0.5}], ids=["3 attempts from half a second"])
+async def test_every_delivery_follows_the_apps_own_policy(receivers, client, sleep, policy):
     """An app built with a policy of its own hands that policy to each delivery, not the default."""
-    policy = webhooks.RetryPolicy(attempts=3, first_delay=0.5)
-    app = webhooks.create_app(clock=clock, sleep=sleep, secret=SECRET, new_id=ids, policy=policy)
     receiver = receivers.at(URL).will(503)
-    async with serving(app) as client:
-        await subscribe(client, URL)
-        response = await post(client, "/events", {"type": "order.shipped", "data": {}}, revisit=API)
-        expect_status(response, 202, revisit=API)
-        expect_attempts(receiver, 3, revisit=API, why="the app's policy: three attempts")
-        expect_waits(sleep, [0.5, 1.0], revisit=API, why="the app's policy, a first delay of half a second: ")
-        found = await get(client, f"/deliveries/{delivery_id(1)}", revisit=API)
-        expect_json(found, record_of(1, URL, "failed", 3, 503, None), revisit=API)
+    await subscribe(client, URL)
+    response = await post(client, "/events", {"type": "order.shipped", "data": {}}, revisit=API)
+    expect_status(response, 202, revisit=API)
+    expect_attempts(receiver, 3, revisit=API, why=f"the app's policy, {policy}: three attempts")
+    expect_waits(sleep, [0.5, 1.0], revisit=API, why="the app's policy, a first delay of half a second: ")
+    found = await get(client, f"/deliveries/{delivery_id(1)}", revisit=API)
+    expect_json(found, record_of(1, URL, "failed", 3, 503, None), revisit=API)
 
 
 @pytest.mark.task(6)
