@@ -263,10 +263,37 @@ class Receivers:
         return [call.request for call in self.router.calls]
 
 
-@pytest.fixture(name="receivers")
-def _receivers(timeline: Timeline) -> Iterator[Receivers]:
+@pytest.fixture(name="router", scope="session", autouse=True)
+def _router() -> Iterator[respx.MockRouter]:
+    """The respx router, started once: it replaces the transport of httpx for the whole run.
+
+    Starting and stopping it takes a dozen patches each time (a few milliseconds); each spec
+    clears its routes instead. A request no route of the spec matches is an error, except
+    where a spec of task 7 lets its requests through to the real network.
+    """
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        yield router
+
+
+@pytest.fixture(name="receivers")
+def _receivers(router: respx.MockRouter, timeline: Timeline) -> Iterator[Receivers]:
+    router.clear()
+    router.reset()
+    try:
         yield Receivers(router, timeline)
+    finally:
+        router.clear()
+        router.reset()
+
+
+@contextlib.contextmanager
+def _to_the_real_network(router: respx.MockRouter) -> Iterator[None]:
+    """Requests to 127.0.0.1 go through httpx's own transport, to real sockets, for as long as this lasts."""
+    router.route(host="127.0.0.1", name="the real network").pass_through()
+    try:
+        yield
+    finally:
+        router.routes.pop("the real network", None)
 
 
 # ------------------------------------------------------------------ a real receiver, on 127.0.0.1
@@ -389,21 +416,23 @@ class LoopbackReceiver:
 
 
 @pytest.fixture(name="loopback")
-async def _loopback(timeline: Timeline) -> AsyncIterator[LoopbackReceiver]:
+async def _loopback(router: respx.MockRouter, timeline: Timeline) -> AsyncIterator[LoopbackReceiver]:
     receiver = LoopbackReceiver(timeline)
     await receiver.start()
     try:
-        yield receiver
+        with _to_the_real_network(router):
+            yield receiver
     finally:
         await receiver.stop()
 
 
 @pytest.fixture(name="refusing_url")
-def _refusing_url() -> Iterator[str]:
+def _refusing_url(router: respx.MockRouter) -> Iterator[str]:
     """A URL on 127.0.0.1 whose port refuses every connection: bound, never listening."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
+        with _to_the_real_network(router):
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
     finally:
         sock.close()
