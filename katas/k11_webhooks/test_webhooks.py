@@ -148,7 +148,7 @@ async def send(  # noqa: PLR0913 - the collaborators of one delivery, as the cod
     policy: Any = None,
     client: httpx.AsyncClient | None = None,
 ) -> None:
-    """Run ``deliver`` once (through a plain client unless one is given), at most BOUND seconds."""
+    """Run ``deliver`` once (through a plain client unless one is given), bounded as ``within_bound`` says."""
     __tracebackhide__ = True
     options = {} if policy is None else {"policy": policy}
     async with contextlib.AsyncExitStack() as stack:
@@ -949,15 +949,6 @@ async def subscribe(client, url: str, *, revisit: str = API) -> None:
     __tracebackhide__ = True
     response = await post(client, "/subscriptions", {"url": url}, revisit=revisit)
     expect_status(response, 201, expected=f"201 Created for the subscription of {url}", revisit=API)
-
-
-def json_of(response: httpx.Response, *, revisit: str) -> dict[str, Any]:
-    __tracebackhide__ = True
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    return expect_type(body, dict, what="the JSON body", revisit=revisit)
 
 
 def record_of(number: int, url: str, *outcome: object) -> dict[str, Any]:
