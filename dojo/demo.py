@@ -7,7 +7,9 @@ a mailer that "sends" by printing to the console after a real delay, a real cloc
 real sleep. Parameters with a default and no demo keep their default.
 
 A new kata whose factory needs another collaborator adds a builder here, under the
-parameter's name; nothing in the command line changes.
+parameter's name; nothing in the command line changes. A kata whose experiments need
+something beside its app (kata 11: a receiver for its webhooks) adds a finisher to
+:data:`KATA_FINISHERS`, which gets the app once it is built.
 
 The app is then served wrapped in :class:`ServedApp`: its docs page from files on this
 machine, and its exceptions as 500s that say what and where.
@@ -28,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -855,6 +857,118 @@ def k12_celery_app() -> Any:
     return celery_app
 
 
+DEMO_SECRET = b"kata 11 demo secret"  # kata 11: what the app signs with and the demo receiver checks with
+ID_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+class DemoReceiver(_Console):
+    """Kata 11's receiver of webhooks, mounted at ``/receiver`` by ``kata serve k11``.
+
+    Each delivery is checked with the learner's own ``verify`` (a delivery it refuses gets
+    a 401), then answered as the last part of the URL says, per delivery id:
+
+    - ``ok``: processes it (prints the event) and answers 204; a delivery id it has
+      already processed is acknowledged and not processed again;
+    - ``down``: 503 every time;
+    - ``busy``: 429 with ``Retry-After: 3`` to the first two attempts, then as ``ok``;
+    - ``busy-date``: the same, with the Retry-After as an HTTP-date three seconds ahead;
+    - ``flaky``: processes the event, then answers 500 to the first attempt (as if it
+      crashed before it could answer), then as ``ok``;
+    - ``slow``: processes the first attempt at once, but answers it only 20 s later (the
+      sender gives up at 15 s); then as ``ok``;
+    - ``gone``: 410 every time.
+    """
+
+    label = "demo receiver"
+    BEHAVIOURS = ("ok", "down", "busy", "busy-date", "flaky", "slow", "gone")
+    SLOW = 20.0
+
+    def __init__(self, *, secret: bytes, verify: Callable[..., bool], clock: Any, out: TextIO | None = None) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        super().__init__(0, out)
+        self.secret = secret
+        self.verify = verify
+        self.clock = clock
+        self.attempts: dict[tuple[str, str], int] = {}
+        self.processed: set[str] = set()
+        self.app = Starlette(routes=[Route("/{behaviour}", self.receive, methods=["POST"])])
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await self.app(scope, receive, send)
+
+    async def receive(self, request: Any) -> Any:
+        """One attempt of one delivery: check it, then answer as the path says."""
+        from starlette.responses import Response
+
+        behaviour = request.path_params["behaviour"]
+        if behaviour not in self.BEHAVIOURS:
+            return Response(f"no behaviour {behaviour!r}: try one of {', '.join(self.BEHAVIOURS)}\n", status_code=404)
+        body = await request.body()
+        msg_id, stamp, signature = (request.headers.get(name) for name in ID_HEADERS)
+        if msg_id is None or stamp is None or signature is None:
+            self._log(f"/{behaviour}: a request without the webhook headers: 400")
+            return Response("the webhook-id, webhook-timestamp and webhook-signature headers are required\n", 400)
+        key = (behaviour, msg_id)
+        number = self.attempts[key] = self.attempts.get(key, 0) + 1
+        short = msg_id if len(msg_id) <= 13 else f"{msg_id[:13]}…"
+        name = f"delivery {short} attempt {number}"
+        if not self.verify(
+            self.secret, msg_id=msg_id, timestamp=stamp, signature=signature, body=body, now=self.clock.now()
+        ):
+            self._log(f"/{behaviour}: {name}: REFUSED by verify (a wrong signature, or a timestamp too far off): 401")
+            return Response(status_code=401)
+        self._log(f"/{behaviour}: {name}: verify says genuine (webhook-timestamp {stamp})")
+        return await self._answer(behaviour, number, name, msg_id, body)
+
+    async def _answer(self, behaviour: str, number: int, name: str, msg_id: str, body: bytes) -> Any:
+        from email.utils import format_datetime
+
+        from starlette.responses import Response
+
+        if behaviour == "down":
+            self._log(f"/{behaviour}: {name}: answering 503 Service Unavailable")
+            return Response(status_code=503)
+        if behaviour == "gone":
+            self._log(f"/{behaviour}: {name}: answering 410 Gone")
+            return Response(status_code=410)
+        if behaviour in {"busy", "busy-date"} and number <= 2:
+            later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=3), usegmt=True)
+            value = "3" if behaviour == "busy" else later
+            self._log(f"/{behaviour}: {name}: answering 429 Too Many Requests, Retry-After: {value}")
+            return Response(status_code=429, headers={"retry-after": value})
+        if behaviour == "slow" and number == 1:
+            self._process(name, msg_id, body)
+            self._log(f"/{behaviour}: {name}: done; now {self.SLOW:g} s of other work before it answers")
+            await asyncio.sleep(self.SLOW)
+            self._log(f"/{behaviour}: {name}: answering 204 at last (is the sender still waiting?)")
+            return Response(status_code=204)
+        self._process(name, msg_id, body)
+        if behaviour == "flaky" and number == 1:
+            self._log(f"/{behaviour}: {name}: crashed before answering: 500 Internal Server Error")
+            return Response(status_code=500)
+        self._log(f"/{behaviour}: {name}: answering 204 No Content")
+        return Response(status_code=204)
+
+    def _process(self, name: str, msg_id: str, body: bytes) -> None:
+        if msg_id in self.processed:
+            self._log(f"  {name}: already processed this id: acknowledged, NOT processed again")
+            return
+        self.processed.add(msg_id)
+        self._log(f"  {name}: PROCESSED {body.decode('utf-8', errors='replace')[:200]}")
+
+
+def _mount_the_demo_receiver(app: Any, factory: Callable[..., Any], arguments: dict[str, Any]) -> None:
+    """Kata 11: a :class:`DemoReceiver` at ``/receiver``, checking with the learner's ``verify``."""
+    module = sys.modules.get(getattr(factory, "__module__", ""))
+    verify = getattr(module, "verify", None)
+    if callable(verify) and callable(getattr(app, "mount", None)):
+        secret, clock = arguments.get("secret", DEMO_SECRET), arguments.get("clock") or RealClock()
+        receiver = DemoReceiver(secret=secret, verify=verify, clock=clock)
+        app.mount("/receiver", receiver)
+
+
 class RealClock:
     """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
 
@@ -925,6 +1039,14 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
     "k17_batching": {"provider": ConsoleProvider},
     "k12_celery_handoff": {"settings": k12_settings, "celery_app": k12_celery_app},
     "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
+    "k11_webhooks": {"secret": lambda: DEMO_SECRET},
+}
+
+
+#: Kata slug -> what ``kata serve`` adds to that kata's app once the factory has built it,
+#: called as ``finish(app, factory, arguments)`` (the collaborators the factory was given).
+KATA_FINISHERS: dict[str, Callable[[Any, Callable[..., Any], dict[str, Any]], None]] = {
+    "k11_webhooks": _mount_the_demo_receiver,
 }
 
 
@@ -943,7 +1065,8 @@ def _kata_of(factory: Callable[..., Any]) -> str:
 def build_app(factory: Callable[..., Any]) -> Any:
     """Call ``factory`` with a demo collaborator for each parameter it names."""
     arguments: dict[str, Any] = {}
-    builders = {**COLLABORATORS, **KATA_COLLABORATORS.get(_kata_of(factory), {})}
+    slug = _kata_of(factory)
+    builders = {**COLLABORATORS, **KATA_COLLABORATORS.get(slug, {})}
     for name, parameter in inspect.signature(factory).parameters.items():
         if parameter.kind in {parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD}:
             continue
@@ -956,8 +1079,13 @@ def build_app(factory: Callable[..., Any]) -> Any:
                 f"name (it has: {known}). Maintainers: add one to COLLABORATORS."
             )
     if any(p.kind is p.POSITIONAL_ONLY for p in inspect.signature(factory).parameters.values()):
-        return factory(*arguments.values())
-    return factory(**arguments)
+        app = factory(*arguments.values())
+    else:
+        app = factory(**arguments)
+    finish = KATA_FINISHERS.get(slug)
+    if finish is not None:
+        finish(app, factory, arguments)
+    return app
 
 
 # --------------------------------------------------------------------------- serving

@@ -612,6 +612,69 @@ def test_a_kata_may_have_a_demo_collaborator_of_its_own(tmp_path):
     assert type(demo.build_app(factory_in("k02_multiple_tasks"))) is demo.ConsoleMailer
 
 
+def test_a_kata_may_have_a_finisher_that_adds_to_its_built_app(tmp_path, monkeypatch):
+    """build_app hands the app a kata's factory built, with the collaborators it was given, to its finisher."""
+    import importlib.util
+
+    from dojo import demo
+
+    folder = tmp_path / "k99_finished"
+    folder.mkdir()
+    (folder / "app.py").write_text("def create_app(clock):\n    return {'clock': clock}\n")
+    spec = importlib.util.spec_from_file_location("_demo_probe_k99_finished", folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen = []
+
+    def finish(app, factory, arguments):
+        seen.append((factory, sorted(arguments)))
+        app["finished"] = True
+
+    monkeypatch.setitem(demo.KATA_FINISHERS, "k99_finished", finish)
+    built = demo.build_app(module.create_app)
+    assert built["finished"] is True
+    assert type(built["clock"]) is demo.RealClock
+    assert seen == [(module.create_app, ["clock"])]
+    monkeypatch.delitem(demo.KATA_FINISHERS, "k99_finished")
+    assert "finished" not in demo.build_app(module.create_app)
+
+
+async def test_kata_11s_demo_receiver_checks_with_the_given_verify_and_answers_as_its_path_says():
+    """401 when verify says no; busy: 429 and Retry-After twice, then 204; flaky: processed once, 500, then 204."""
+    import io
+
+    from dojo import demo
+
+    out = io.StringIO()
+    checked = []
+
+    def verify(secret, *, msg_id, timestamp, signature, body, now):
+        checked.append((secret, msg_id, timestamp, signature, body, type(now).__name__))
+        return signature == "v1,good"
+
+    receiver = demo.DemoReceiver(secret=b"s", verify=verify, clock=demo.RealClock(), out=out)
+    transport = httpx.ASGITransport(app=receiver)
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+
+        async def send(path: str, msg_id: str, signature: str = "v1,good") -> httpx.Response:
+            headers = {"webhook-id": msg_id, "webhook-timestamp": "1767603600", "webhook-signature": signature}
+            return await client.post(path, content=b'{"type":"t"}', headers=headers)
+
+        assert (await send("/ok", "m1", "v1,forged")).status_code == 401
+        assert checked[0] == (b"s", "m1", "1767603600", "v1,forged", b'{"type":"t"}', "datetime")
+        busy = [await send("/busy", "m2") for _ in range(3)]
+        assert [(r.status_code, r.headers.get("retry-after")) for r in busy] == [(429, "3"), (429, "3"), (204, None)]
+        flaky = [(await send("/flaky", "m3")).status_code for _ in range(2)]
+        assert flaky == [500, 204]
+        assert (await send("/down", "m4")).status_code == 503
+        assert (await send("/gone", "m5")).status_code == 410
+        assert (await send("/nowhere", "m6")).status_code == 404
+        assert (await client.post("/ok", content=b"{}")).status_code == 400
+    text = out.getvalue()
+    assert text.count("PROCESSED") == 2  # busy's third attempt, flaky's first
+    assert "already processed this id" in text
+
+
 async def test_kata_1s_demo_mailer_says_where_each_send_runs():
     """On the event loop thread it says so loudly; in a worker thread it names the thread and the count."""
     import io
