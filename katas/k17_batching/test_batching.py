@@ -25,7 +25,7 @@ import email_validator
 import fastapi
 import pydantic
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from dojo.impl import kata_module
@@ -1084,6 +1084,7 @@ def story(script: Script) -> str:
 
 @pytest.mark.task(4)
 @settings(max_examples=30)  # each example runs a batcher on a loop of its own: fewer, to stay well under 0.2 s
+@seed(17)  # the same examples on every run, as the profile's derandomize gives, without hashing this file's source
 @given(st.lists(st.sampled_from([*RECIPIENTS, *TICKS]), max_size=20))
 def test_every_notification_reaches_the_provider_once_in_order_in_batches_that_close_on_time(script):
     """For any notifications and pauses (limits 3 and 2.25 s): exactly once, in order, at most 3 each, on time."""
