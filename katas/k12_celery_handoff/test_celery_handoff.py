@@ -387,28 +387,6 @@ async def test_a_document_is_accepted_with_202_its_task_id_and_where_to_ask(clie
 
 
 @pytest.mark.task(3)
-async def test_the_work_goes_to_the_worker_by_message_not_done_here(client, stage, scene):
-    """One message published during the request; no render in the web process; the worker renders it."""
-    stage.need_worker()
-    response = await submit(client, revisit=NOT_HERE)
-    expect_status(response, 202, revisit=AS_JSON)
-    assert not scene.web_renders, lesson(
-        expected="no render in the web process: the worker renders",
-        got=f"the web process rendered {scene.web_renders!r} itself, during the request",
-        revisit=NOT_HERE,
-    )
-    assert len(scene.messages) == 1, lesson(
-        expected="one message sent to the worker during the request",
-        got=f"{len(scene.messages)} messages\n{scene.timeline.render()}",
-        revisit=NOT_HERE,
-    )
-    await scene.reached("doc1", "finished", revisit=NOT_HERE)
-    assert renders(scene) == [(TITLE, MARKDOWN)], lesson(
-        expected="the worker rendered the document once", got=repr(renders(scene)), revisit=NOT_HERE
-    )
-
-
-@pytest.mark.task(3)
 async def test_the_message_carries_the_id_of_the_document_saved_before_it(client, stage, scene):
     """Saved as <storage>/<id>.json before the message left; the message: task documents.render, that id, args [id]."""
     stage.need_worker()
@@ -436,6 +414,28 @@ async def test_the_message_carries_the_id_of_the_document_saved_before_it(client
         revisit=SAVE_FIRST,
     )
     await scene.reached("doc1", "finished", revisit=AS_JSON)
+
+
+@pytest.mark.task(3)
+async def test_the_work_goes_to_the_worker_by_message_not_done_here(client, stage, scene):
+    """One message published during the request; no render in the web process; the worker renders it."""
+    stage.need_worker()
+    response = await submit(client, revisit=NOT_HERE)
+    expect_status(response, 202, revisit=AS_JSON)
+    assert not scene.web_renders, lesson(
+        expected="no render in the web process: the worker renders",
+        got=f"the web process rendered {scene.web_renders!r} itself, during the request",
+        revisit=NOT_HERE,
+    )
+    assert len(scene.messages) == 1, lesson(
+        expected="one message sent to the worker during the request",
+        got=f"{len(scene.messages)} messages\n{scene.timeline.render()}",
+        revisit=NOT_HERE,
+    )
+    await scene.reached("doc1", "finished", revisit=NOT_HERE)
+    assert renders(scene) == [(TITLE, MARKDOWN)], lesson(
+        expected="the worker rendered the document once", got=repr(renders(scene)), revisit=NOT_HERE
+    )
 
 
 @pytest.mark.task(3)

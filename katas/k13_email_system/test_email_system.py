@@ -17,6 +17,7 @@ that is down).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -78,12 +79,20 @@ ADDRESS_NAMES = [PLAIN, "Lovelace, Ada", ACCENTED, 'Ada "the Countess" Lovelace'
 # ---------------------------------------------------------------- reading mail as a client does
 
 
-@dataclass
 class Mail:
-    """A message as a mail client reads it: parsed from its bytes by the standard library."""
+    """A message as a mail client reads it: parsed from its bytes by the standard library.
 
-    raw: bytes
-    message: EmailMessage
+    Parsed once, when first looked at; what a spec reads of it is kept (the email package
+    parses a header again each time it is asked for one).
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._bodies: dict[str, str | None] = {}
+
+    @functools.cached_property
+    def message(self) -> EmailMessage:
+        return BytesParser(policy=policy.default).parsebytes(self.raw)
 
     @property
     def headers(self) -> bytes:
@@ -100,20 +109,23 @@ class Mail:
         value = self.message["Subject"]
         return None if value is None else str(value)
 
-    @property
+    @functools.cached_property
     def parts(self) -> list[str]:
         """The content types of the message's leaves, in order."""
         return [part.get_content_type() for part in self.message.walk() if not part.is_multipart()]
 
     def body(self, kind: str) -> str | None:
-        part = self.message.get_body(preferencelist=(kind,))
-        if part is None or part.get_content_type() != f"text/{kind}":
-            return None
-        return part.get_content().replace("\r\n", "\n")  # on the wire lines end in CRLF
+        if kind not in self._bodies:
+            part = self.message.get_body(preferencelist=(kind,))
+            found = None
+            if part is not None and part.get_content_type() == f"text/{kind}":
+                found = part.get_content().replace("\r\n", "\n")  # on the wire lines end in CRLF
+            self._bodies[kind] = found
+        return self._bodies[kind]
 
 
 def read_mail(raw: bytes) -> Mail:
-    return Mail(raw, BytesParser(policy=policy.default).parsebytes(raw))
+    return Mail(raw)
 
 
 class _Page(HTMLParser):
