@@ -969,52 +969,6 @@ def _mount_the_demo_receiver(app: Any, factory: Callable[..., Any], arguments: d
         app.mount("/receiver", receiver)
 
 
-class RealClock:
-    """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-class ConsoleSleep:
-    """A real ``await sleep(seconds)``, as :class:`dojo.fakes.FakeSleep` is called, that says how long it waits.
-
-    Kata 3's backoff: watch the waits grow.
-    """
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-
-    async def __call__(self, seconds: float) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        self.out.write(f"[demo sleep {stamp}] waiting {seconds:.3f} s\n")
-        self.out.flush()
-        await asyncio.sleep(seconds)
-
-
-#: Parameter name -> a builder of its demo collaborator.
-COLLABORATORS: dict[str, Callable[[], Any]] = {
-    "mailer": ConsoleMailer,
-    "clock": RealClock,
-    "sleep": ConsoleSleep,
-    "profiles": ConsoleProfiles,
-    "analytics": ConsoleAnalytics,
-    "gateway": ScriptedGateway,
-    "rng": lambda: random.random,
-    "handler": ConsoleJobHandler,
-    "process": ConsoleImporter,
-    "directory": ConsoleDirectory,
-    "failures": ConsoleFailures,
-    "notifier": ConsoleNotifier,
-}
-
-
 #: Kata slug -> parameter name -> a builder of that kata's own demo collaborator. A kata whose
 #: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
 KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
