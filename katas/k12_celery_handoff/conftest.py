@@ -57,6 +57,8 @@ handoff = kata_module("k12_celery_handoff", "handoff")
 REDIS_URL_VAR = "KATA_REDIS_URL"
 #: How often the worker looks for a message on the in-memory broker, in seconds (Celery's default: 1).
 POLLING_INTERVAL = 0.005
+#: How often the worker's timer thread wakes (it runs the retries' delayed messages).
+TICK = 0.01
 #: The specs' retry delay: short, but a real delay (a retry message with an ETA).
 RETRY_DELAY = 0.001
 #: The task name the README gives (the stub defines it too; the specs trust only this one).
@@ -506,6 +508,10 @@ def _started(running: Any, stage: Stage) -> Any:
     return None
 
 
+def _tick() -> None:
+    """Nothing: an entry on the worker's timer, so that it never sleeps long."""
+
+
 @contextlib.contextmanager
 def _worker(stage: Stage) -> Iterator[None]:
     """The worker thread on the learner's app, for the run; stopped with Celery's remote control."""
@@ -530,6 +536,9 @@ def _worker(stage: Stage) -> Iterator[None]:
         start_timer = getattr(worker.timer, "ensure_started", None)
         if start_timer is not None:
             start_timer()
+            # With nothing scheduled, that thread waits a whole second at a time, and only then sees
+            # the worker stop; and a delayed message waits out the sleep it is in. A tick keeps both short.
+            worker.timer.call_repeatedly(TICK, _tick)
         stage.worker_app.control.purge()  # opens the broker connection the tidying up uses
         if stage.settings.redis_url:
             _warm_up(stage)
