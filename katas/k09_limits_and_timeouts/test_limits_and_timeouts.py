@@ -34,7 +34,7 @@ from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_json, expect_status, expect_type, lesson
 from dojo.timeline import CatchAppErrors, within_bound
-from dojo.virtual_clock import VirtualClockLoop, after_time_passes, idle_wait, settle, stop_leftovers
+from dojo.virtual_clock import VirtualClockLoop, after_time_passes, idle_wait, running_loop, settle, stop_leftovers
 
 reports = kata_module("k09_limits_and_timeouts", "reports")
 
@@ -253,8 +253,11 @@ def runner_with(work: FakeWork, *, max_running: int = 2, max_waiting: int = 8, t
     return reports.JobRunner(work, limits)
 
 
-def accept(runner: Any, report: str) -> Any:
-    """``runner.submit(report)``, which must accept: the Job it returns, type-checked."""
+def accept(runner: Any, report: str, *, room: str = LINE) -> Any:
+    """``runner.submit(report)``, which must accept: the Job it returns, type-checked.
+
+    ``room`` is the lesson for a refusal: why there was room for the job.
+    """
     __tracebackhide__ = True
     try:
         job = runner.submit(report)
@@ -274,7 +277,7 @@ def accept(runner: Any, report: str) -> Any:
         lesson(
             expected=f"{report} accepted: there was room for it",
             got=f"refused, {refused}",
-            revisit=LINE,
+            revisit=room,
         )
     )
 
@@ -528,12 +531,12 @@ async def test_room_in_the_line_comes_back_as_each_job_ends(work):
     await calm()
     work.release("a")
     await calm()
-    accept(runner, "d")
+    accept(runner, "d", room=ROOM)
     refuse(runner, "e", why="a is done, b running, d waiting; the refused c took no room")
     work.release("b")
     await calm()
     assert work.working() == ["d"], lesson(expected="b failed, d at work", got=work.story(), revisit=ROOM)
-    accept(runner, "f")
+    accept(runner, "f", room=ROOM)
     refuse(runner, "g", why="b failed, d running, f waiting")
 
 
@@ -580,7 +583,7 @@ async def test_a_job_past_its_time_limit_is_cancelled_timed_out_and_its_slot_goe
     assert status(runner, following) == "running", lesson(
         expected="following running", got=f"following {status(runner, following)}", revisit=LIFE
     )
-    accept(runner, "after")  # stuck left the line: one job running, room for one waiting
+    accept(runner, "after", room=SLOT_BACK)  # stuck left the line: one job running, room for one waiting
 
 
 @pytest.mark.task(3)
@@ -631,13 +634,29 @@ KINDS = {  # what a job's work does -> (seconds it takes, fails, hangs), and how
 arrivals = st.lists(st.tuples(st.sampled_from([0.0, 1.0, 3.0]), st.sampled_from(sorted(KINDS))), max_size=8)
 
 
-async def arrive(
-    runner: Any, work: FakeWork, pattern: list[tuple[float, str]], room: int
-) -> tuple[list[str], dict[str, Any]]:
+#: Busy turns of the loop while the clock should move on: far more than a runner whose waiting jobs park needs.
+RESTLESS = 1000
+
+
+async def rest(seconds: float) -> bool:
+    """Let ``seconds`` pass on the virtual clock; False if the loop never rested meanwhile (something polls)."""
+    loop = running_loop()
+    busy = loop.busy_turns
+    await asyncio.sleep(seconds)
+    return loop.busy_turns - busy <= RESTLESS
+
+
+POLLING = "the loop never rested while jobs waited: something looks again and again whether a slot is free (it polls)"
+
+
+async def arrive(runner: Any, work: FakeWork, pattern: list[tuple[float, str]]) -> tuple[list[str], dict[str, Any]]:
     """Submit the jobs as they arrive: the rules broken on the way, and the jobs accepted, by report."""
-    limit, broken, accepted = runner.limits.max_running, [], {}
+    limit, room = runner.limits.max_running, runner.limits.max_running + runner.limits.max_waiting
+    broken: list[str] = []
+    accepted: dict[str, Any] = {}
     for number, (gap, kind) in enumerate(pattern):
-        await asyncio.sleep(gap)
+        if not await rest(gap):
+            return [*broken, POLLING], accepted
         await calm(PROPERTY_TURNS)
         (seconds, fails, hangs), _ = KINDS[kind]
         report = work.plan(f"#{number} {kind}", seconds=seconds, fails=fails, hangs=hangs)
@@ -655,7 +674,8 @@ async def arrive(
             broken.append(f"{report} accepted {at} with {len(unended)} jobs accepted and not ended already")
         if inspect.iscoroutine(job):
             job.close()
-        accepted[report] = expect_type(job, reports.Job, what=f"what submit returned for {report}", revisit=ACCEPTED)
+        expect_type(job, reports.Job, what=f"what submit returned for {report}", revisit=ACCEPTED)
+        accepted[report] = (job, now())
     return broken, accepted
 
 
@@ -664,12 +684,17 @@ def judge(runner: Any, work: FakeWork, accepted: dict[str, Any]) -> list[str]:
     broken = []
     if work.peak > runner.limits.max_running:
         broken.append(f"{work.peak} at work at once, with a limit of {runner.limits.max_running}")
-    for report, job in accepted.items():
+    # A job begins when it arrives to a free slot, or when another job ends and hands it its slot: never between.
+    moments = [arrived for _, arrived in accepted.values()] + [run.ended for run in work.runs if run.ended is not None]
+    for report, (job, _) in accepted.items():
         _, expected = KINDS[report.split()[1]]
         got, run = status(runner, job), work.run_of(report)
-        if got != expected or work.calls(report) != 1:
+        if got != expected or run is None or work.calls(report) != 1:
             broken.append(f"{report} ended {got}, its work called {work.calls(report)} times (expected: {expected})")
-        elif expected == "timed_out" and run is not None and (run.ended or 0) - run.started != PROPERTY_TIMEOUT:
+            continue
+        if min(abs(run.started - moment) for moment in moments) > 1e-6:
+            broken.append(f"{report} began at {run.started:g} s, when no job ended and none arrived: it began late")
+        if expected == "timed_out" and abs((run.ended or 0) - run.started - PROPERTY_TIMEOUT) > 1e-6:
             broken.append(
                 f"{report} cancelled {(run.ended or 0) - run.started:g} s after it began, not {PROPERTY_TIMEOUT:g}"
             )
@@ -681,10 +706,13 @@ async def run_arrivals(limit: int, line: int, pattern: list[tuple[float, str]]) 
     """Submit the jobs as they arrive, let them all end; every rule broken on the way, in order."""
     work = FakeWork()
     runner = reports.JobRunner(work, reports.Limits(max_running=limit, max_waiting=line, timeout=PROPERTY_TIMEOUT))
-    broken, accepted = await arrive(runner, work, pattern, room=limit + line)
-    await asyncio.sleep(100)  # far past the end of every job
-    await calm(PROPERTY_TURNS)
-    broken += judge(runner, work, accepted)
+    broken, accepted = await arrive(runner, work, pattern)
+    if POLLING not in broken:
+        if await rest(100):  # far past the end of every job
+            await calm(PROPERTY_TURNS)
+            broken += judge(runner, work, accepted)
+        else:
+            broken.append(POLLING)
     if broken:
         broken.append(f"the work: {work.story()}")
     return broken
