@@ -18,11 +18,15 @@ machine, and its exceptions as 500s that say what and where.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import inspect
+import json
 import os
 import random
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -306,6 +310,553 @@ class ConsoleNotifier(_Console):
         self._log(f"PAGE to the on-call person: {failure}")
 
 
+class ConsoleJobHandler10(_Console):
+    """Kata 10's handler of one job type: each attempt takes ``delay`` seconds; the payload says how it goes.
+
+    - ``{"fail": N}``: the first N attempts of jobs with this same payload fail with
+      ConnectionError (counted across runs, so a replay goes on counting);
+    - ``{"fail": "always"}``: every attempt fails;
+    - ``{"permanent": "why"}``: the attempt raises the kata's ``PermanentJobError``;
+    - anything else works.
+    """
+
+    label = "demo jobs"
+
+    def __init__(self, job_type: str, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self.job_type = job_type
+        self.attempts: dict[str, int] = {}
+
+    async def __call__(self, payload: dict[str, Any]) -> None:
+        key = json.dumps(payload, sort_keys=True, default=str)
+        with self._lock:
+            number = self.attempts[key] = self.attempts.get(key, 0) + 1
+        name = f"{self.job_type} {key}"
+        self._log(f"{name}: attempt {number} of this payload (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        if "permanent" in payload:
+            self._log(f"{name}: FAILED for good: {payload['permanent']}")
+            raise _kata10_permanent_error()(str(payload["permanent"]))
+        fail = payload.get("fail")
+        if fail == "always" or (isinstance(fail, int) and number <= fail):
+            self._log(f"{name}: FAILED (attempt {number} of this payload)")
+            raise ConnectionError(f"demo: the {self.job_type} partner is down (attempt {number} of this payload)")
+        self._log(f"{name}: done")
+
+
+def _kata10_permanent_error() -> type[Exception]:
+    """Kata 10's ``PermanentJobError``, from the module ``kata serve`` imported (a plain one if absent)."""
+    error = getattr(sys.modules.get("k10_dead_letters_and_cleanup.deadletters"), "PermanentJobError", None)
+    if isinstance(error, type) and issubclass(error, Exception):
+        return error
+    return type("PermanentJobError", (Exception,), {})
+
+
+class ConsoleStats(_Console):
+    """Kata 8's stats client: counts an action in a tenth of a second, awaited, and says where it ran."""
+
+    label = "demo stats"
+
+    async def record(self, user_id: int, action: str) -> None:
+        await asyncio.sleep(0.1)
+        self._log(f"counted {action!r} for user {user_id} ({_where_async()})")
+
+
+def _where_async() -> str:
+    """Which loop an async demo collaborator runs on: the app's, or one of a thread of its own."""
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        return "on the app's event loop"
+    return f"on ANOTHER event loop, in {thread.name}: not the app's"
+
+
+class ConsoleReports(_Console):
+    """Kata 8's reporting library: each rebuild blocks ``delay`` seconds and says where it runs.
+
+    Each rebuild gets a number; the console shows when it starts and ends, how many are in
+    progress at that moment (the thread pool runs at most its size at once: watch the 41st
+    wait), and whether it runs in a worker thread or, blocking everything, on the event loop.
+    """
+
+    label = "demo reports"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._count_lock = threading.Lock()
+        self._started = 0
+        self._in_progress = 0
+
+    def rebuild(self, user_id: int) -> None:
+        with self._count_lock:
+            self._started += 1
+            self._in_progress += 1
+            number, in_progress = self._started, self._in_progress
+        self._log(
+            f"rebuild #{number}, user {user_id}: rendering, {in_progress} in progress "
+            f"({_where()}; takes {self.delay:g} s)"
+        )
+        try:
+            time.sleep(self.delay)
+        finally:
+            with self._count_lock:
+                self._in_progress -= 1
+        self._log(f"rebuild #{number}, user {user_id}: done")
+
+
+class ConsoleFeed(_Console):
+    """Kata 8's live feed: each publish takes ``delay`` seconds; cut off by a shutdown, it says so.
+
+    ``KATA_DEMO_FEED_DELAY`` sets its delay apart from the others' (``KATA_DEMO_DELAY``), so that
+    a publish can still run when the request that started it is long over.
+    """
+
+    label = "demo feed"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        own = os.environ.get("KATA_DEMO_FEED_DELAY")
+        super().__init__(delay if delay is not None or own is None else float(own), out)
+
+    async def publish(self, user_id: int, action: str) -> None:
+        self._log(f"publishing {action!r} of user {user_id} to the followers (takes {self.delay:g} s)")
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self._log(f"publish of user {user_id} CANCELLED before it ended: the followers never hear of it")
+            raise
+        self._log(f"published {action!r} of user {user_id}")
+
+
+def _number_from(variable: str, default: float) -> float:
+    """A number from the environment (kata 8: ``KATA_DEMO_THREADS``, ``KATA_DEMO_DRAIN``), else ``default``."""
+    return float(os.environ.get(variable, default))
+
+
+class DemoMailServer(_Console):
+    """Kata 13's ``sender``: a real SMTP server on 127.0.0.1, and the learner's own ``SmtpSender`` talking to it.
+
+    On the first email it starts an aiosmtpd server on a free port of 127.0.0.1 (a thread of
+    its own), then hands every message to the kata module's ``SmtpSender("127.0.0.1", port)``,
+    so the learner's code holds a real SMTP conversation. The server prints each message as
+    it arrived (the raw headers, then what a mail client shows) and answers ``DATA`` after
+    ``delay`` seconds, like a busy relay; it says when a connection opens, QUITs and closes.
+    ``KATA_DEMO_FAIL=smtp`` points the sender at a port where nothing listens (the server is
+    down); ``smtp-once`` does that for the first email only.
+    """
+
+    label = "demo mail server"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._port: int | None = None
+        self._down: Any = None  # a socket bound and never listening: connections to it are refused
+        self._attempts = 0
+        self._open = 0
+
+    async def send(self, message: Any) -> None:
+        """Hand the message to the learner's ``SmtpSender``, pointed at the demo server (or at nothing)."""
+        self._attempts += 1
+        module = sys.modules.get("k13_email_system.signup")
+        smtp_sender = getattr(module, "SmtpSender", None)
+        if smtp_sender is None:
+            raise RuntimeError("the demo mail server needs the kata's SmtpSender (k13_email_system/signup.py)")
+        if _told_to_fail("smtp") or (_told_to_fail("smtp-once") and self._attempts == 1):
+            port = self._nowhere()
+            self._log(f"DOWN ({FAIL_VAR}): your SmtpSender is sent to 127.0.0.1:{port}, where nothing listens")
+        else:
+            port = self._start()
+        await smtp_sender("127.0.0.1", port).send(message)
+
+    def _nowhere(self) -> int:
+        import socket
+
+        if self._down is None:
+            self._down = socket.socket()
+            self._down.bind(("127.0.0.1", 0))
+        return self._down.getsockname()[1]
+
+    def _start(self) -> int:
+        if self._port is not None:
+            return self._port
+        import socket
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
+
+        demo = self
+
+        class Watched(SMTP):
+            counted = False  # the start-up check's own connection is not a client's
+
+            def connection_made(self, transport: Any) -> None:
+                super().connection_made(transport)
+                if demo._port is not None:
+                    self.counted = True
+                    demo._open += 1
+                    demo._log(f"connection from {transport.get_extra_info('peername')} ({demo._open} open)")
+
+            def connection_lost(self, error: Exception | None) -> None:
+                super().connection_lost(error)
+                if self.counted:
+                    demo._open -= 1
+                    demo._log(f"connection closed ({demo._open} open)")
+
+        class Printing(Controller):
+            def factory(self) -> SMTP:
+                return Watched(self.handler, **self.SMTP_kwargs)
+
+        # aiosmtpd cannot be given port 0 (its start-up check connects to it): take a free one.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        Printing(_PrintingHandler(self), hostname="127.0.0.1", port=port, enable_SMTPUTF8=False).start()
+        self._port = port
+        self._log(f"listening on 127.0.0.1:{port} (no SMTPUTF8: headers must be encoded, as for most relays)")
+        return port
+
+    def received(self, envelope: Any) -> None:
+        """Print one message: the envelope, the raw headers, then what a mail client shows."""
+        from email import policy
+        from email.parser import BytesParser
+
+        raw: bytes = envelope.original_content
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii", errors="backslashreplace")
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        lines = [
+            f"MAIL FROM {envelope.mail_from}, RCPT TO {', '.join(envelope.rcpt_tos)}: {len(raw)} bytes",
+            "  the headers as they travelled:",
+            *(f"    {line}" for line in head.splitlines()),
+            "  as a mail client shows it:",
+            *(f"    {name}: {message[name]}" for name in ("From", "To", "Subject") if message[name] is not None),
+            f"    parts: {', '.join(part.get_content_type() for part in message.walk() if not part.is_multipart())}",
+        ]
+        for part in message.walk():
+            if not part.is_multipart():
+                body = part.get_content() if part.get_content_maintype() == "text" else "(not text)"
+                lines.append(f"    --- {part.get_content_type()}")
+                lines.extend(f"    {line}" for line in str(body).strip().splitlines())
+        self._log("\n".join(lines))
+
+
+class _PrintingHandler:
+    """The demo SMTP server's handler: prints what it receives, and takes its time to answer DATA."""
+
+    def __init__(self, demo: DemoMailServer) -> None:
+        self.demo = demo
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+        self.demo.received(envelope)
+        self.demo._log(f"storing it: answering DATA in {self.demo.delay:g} s, like a busy relay")  # noqa: SLF001
+        await asyncio.sleep(self.demo.delay)  # the server takes its time; a client that awaits lets its app go on
+        self.demo._log("250 OK: message accepted")  # noqa: SLF001
+        return "250 2.0.0 OK: accepted"
+
+    async def handle_QUIT(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+        self.demo._log("QUIT: the client ends the conversation")  # noqa: SLF001
+        return "221 Bye"
+
+
+class ConsoleProvider(_Console):
+    """Kata 17's email provider: one batch call takes ``delay`` seconds, then prints each digest.
+
+    Each batch gets a number; the console shows when its call starts (and how many calls are
+    in progress at that moment: one at a time is the rule), then one line per recipient.
+    ``KATA_DEMO_FAIL=provider`` makes it "down": each call raises ConnectionError after the delay.
+    """
+
+    label = "demo provider"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._batches = 0
+        self._in_progress = 0
+
+    async def send_batch(self, digests: list[Any]) -> None:
+        """Deliver one batch: one email per digest, after ``delay`` seconds."""
+        self._batches += 1
+        self._in_progress += 1
+        number = self._batches
+        count = sum(len(getattr(digest, "messages", ())) for digest in digests)
+        self._log(
+            f"batch #{number}: {len(digests)} recipient(s), {count} notification(s), "
+            f"{self._in_progress} call(s) in progress (takes {self.delay:g} s)"
+        )
+        try:
+            await asyncio.sleep(self.delay)
+            if _told_to_fail("provider"):
+                self._log(f"batch #{number}: DOWN ({FAIL_VAR}): raising ConnectionError")
+                raise ConnectionError("the demo provider is down")
+            lines = [
+                f"    to {getattr(digest, 'recipient', '?')}: "
+                + " / ".join(repr(message)[:60] for message in getattr(digest, "messages", ()))
+                for digest in digests
+            ]
+            self._log(f"batch #{number}: delivered\n" + "\n".join(lines))
+        finally:
+            self._in_progress -= 1
+
+
+class ConsoleRenderer(_Console):
+    """Kata 9's report renderer: ``delay`` seconds a report, and it says how many are at work.
+
+    A report whose name holds ``hang`` never ends on its own (only a cancellation stops it);
+    one whose name holds ``broken`` fails after its delay. Each line says how many reports
+    the renderer is building at that moment, so the terminal shows the limit holding (or
+    not), and a cancellation says after how long it came.
+    """
+
+    label = "demo renderer"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self._at_work = 0
+
+    async def __call__(self, report: str) -> None:
+        self._at_work += 1
+        began = time.monotonic()
+        takes = "never ends on its own" if "hang" in report else f"takes {self.delay:g} s"
+        self._log(f"building {report!r} ({takes}); {self._at_work} at work now")
+        try:
+            if "hang" in report:
+                await asyncio.Event().wait()
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self._at_work -= 1
+            self._log(
+                f"{report!r} CANCELLED after {time.monotonic() - began:.1f} s (its time limit, or the server "
+                f"stopping); {self._at_work} at work now"
+            )
+            raise
+        self._at_work -= 1
+        if "broken" in report:
+            self._log(f"{report!r} failed: the renderer choked on it; {self._at_work} at work now")
+            raise RuntimeError(f"the demo renderer choked on {report}")
+        self._log(f"built {report!r}; {self._at_work} at work now")
+
+
+def demo_limits() -> Any:
+    """Kata 9's limits under ``kata serve``: small enough to fill by hand (2 at work, 3 waiting, 10 s each)."""
+    module = sys.modules.get("k09_limits_and_timeouts.reports")
+    limits = getattr(module, "Limits", None)
+    if limits is None:
+        return None
+    return limits(max_running=2, max_waiting=3, timeout=10.0)
+
+
+class RealClock:
+    """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ConsoleSleep:
+    """A real ``await sleep(seconds)``, as :class:`dojo.fakes.FakeSleep` is called, that says how long it waits.
+
+    Kata 3's backoff: watch the waits grow.
+    """
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+
+    async def __call__(self, seconds: float) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        self.out.write(f"[demo sleep {stamp}] waiting {seconds:.3f} s\n")
+        self.out.flush()
+        await asyncio.sleep(seconds)
+
+
+#: Parameter name -> a builder of its demo collaborator.
+COLLABORATORS: dict[str, Callable[[], Any]] = {
+    "mailer": ConsoleMailer,
+    "clock": RealClock,
+    "sleep": ConsoleSleep,
+    "profiles": ConsoleProfiles,
+    "analytics": ConsoleAnalytics,
+    "gateway": ScriptedGateway,
+    "rng": lambda: random.random,
+    "handler": ConsoleJobHandler,
+    "process": ConsoleImporter,
+    "directory": ConsoleDirectory,
+    "failures": ConsoleFailures,
+    "notifier": ConsoleNotifier,
+}
+
+
+class BouncingMailer(ConsoleMailer):
+    """Kata 7's demo mailer: ``asend`` takes ``delay`` seconds, and a domain with ``bounce`` in it is refused.
+
+    ``ada@bounce.example`` raises ``ConnectionRefusedError`` after the delay, so the kata's
+    experiments can watch a registration end ``failed``; the delay leaves time to lock the
+    database while a welcome is on its way.
+    """
+
+    async def asend(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email without blocking the event loop, or be refused after the delay."""
+        self._log(f"sending to {to}: {subject!r} (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        if "bounce" in to.rpartition("@")[2]:
+            self._log(f"REFUSED: the relay will not take mail for {to}")
+            raise ConnectionRefusedError(f"the demo relay refused mail for {to}")
+        self.sent += 1
+        self._log(f"sent to {to}: {subject!r}\n    {body}")
+
+
+#: Seconds the demo database's connections wait for a lock before "database is locked" (SQLite's ``timeout``).
+DEMO_LOCK_WAIT = 2
+
+
+def demo_database_url(out: TextIO | None = None) -> str:
+    """Kata 7's database: a new SQLite file in a temporary folder, with the tables of the kata's own models.
+
+    The tables come from ``Base`` in the module ``kata serve`` imported; the file goes when
+    the server stops. Its connections wait ``DEMO_LOCK_WAIT`` seconds for a lock, so a lock
+    taken by hand shows as a wait, then a 503.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    import sqlalchemy
+
+    base = getattr(sys.modules.get("k07_db_session.users"), "Base", None)
+    if base is None:
+        raise DemoError("kata 7's demo database needs the kata's module (k07_db_session/users.py) and its Base")
+    folder = Path(tempfile.mkdtemp(prefix="kata-k07-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "users.sqlite3"
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")  # a plain engine: the tables, then it is gone
+    try:
+        base.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+    (out or sys.stdout).write(f"[demo database] {path} (tables made; the file goes when the server stops)\n")
+    return f"sqlite+aiosqlite:///{path}?timeout={DEMO_LOCK_WAIT}"
+
+
+class ConsoleRenderer12(_Console):
+    """Kata 12's renderer: ``delay`` seconds per document, and it says where it runs and how it went.
+
+    The text decides how a document goes: one whose markdown holds ``broken`` fails with the
+    kata's ``RenderError``; one that holds ``busy`` finds the renderer busy on its first two
+    tries (the kata's ``RendererBusy``), so the task is retried; any other renders, one page
+    per 2000 characters.
+    """
+
+    label = "demo renderer"
+
+    def render(self, title: str, markdown: str) -> int:
+        import celery
+
+        task = celery.current_task
+        request = getattr(task, "request", None)
+        if request is None or getattr(request, "called_directly", True):
+            where = "OUTSIDE ANY WORKER: in the web process, while the client waits"
+        else:
+            where = f"in the Celery worker (task {request.id}, try {request.retries + 1})"
+        self._log(f"rendering {title!r} {where}; takes {self.delay:g} s")
+        time.sleep(self.delay)
+        if "broken" in markdown:
+            self._log(f"cannot render {title!r}: the text says broken")
+            raise _k12_error("RenderError")("the table on line 3 is broken (demo: the text says broken)")
+        if "busy" in markdown and getattr(request, "retries", 0) < 2:
+            self._log(f"no free slot for {title!r} (demo: the text says busy, for the first two tries)")
+            raise _k12_error("RendererBusy")("no free slot (demo: the text says busy)")
+        pages = 1 + len(markdown) // 2000
+        self._log(f"rendered {title!r}: {pages} page(s)")
+        return pages
+
+
+def _k12_module() -> Any:
+    """Kata 12's module, as ``kata serve`` (or the check that builds every demo) imported it."""
+    module = sys.modules.get("k12_celery_handoff.handoff")
+    if module is None:
+        raise DemoError("kata 12's demo collaborators need its module, k12_celery_handoff.handoff, imported first")
+    return module
+
+
+def _k12_error(name: str) -> type[Exception]:
+    """Kata 12's exception class ``name`` (a plain one if the module lacks it)."""
+    error = getattr(sys.modules.get("k12_celery_handoff.handoff"), name, None)
+    if isinstance(error, type) and issubclass(error, Exception):
+        return error
+    return type(name, (Exception,), {})
+
+
+#: Where ``kata serve k12`` saves the documents: look at them there.
+K12_STORAGE = Path(tempfile.gettempdir()) / "kata-k12-documents"
+K12_REDIS_VAR = "KATA_REDIS_URL"  # a Redis URL: `kata serve k12` puts the broker and the results there
+
+
+def k12_settings() -> Any:
+    """Kata 12's settings for ``kata serve``: documents in a temporary folder, Redis if ``KATA_REDIS_URL`` names one."""
+    module = _k12_module()
+    K12_STORAGE.mkdir(exist_ok=True)
+    return module.Settings(storage=K12_STORAGE, retry_delay=2.0, redis_url=os.environ.get(K12_REDIS_VAR) or None)
+
+
+class K12Worker:
+    """Kata 12's Celery worker for ``kata serve``: in this process, started with the first task sent.
+
+    In production the worker is a process of its own (``celery --app ... worker``); here it is
+    a thread of the server's process, so that one command shows the whole hand-off. It starts
+    when the API sends its first task (so that merely building the app starts nothing), runs
+    the tasks one at a time and logs what it receives and how each task ended; it stops when
+    the server does.
+    """
+
+    def __init__(self, celery_app: Any, out: TextIO | None = None) -> None:
+        self.celery_app = celery_app
+        self.out = out or sys.stdout
+        self.lock = threading.Lock()
+        self.running: Any = None
+
+    def say(self, text: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        self.out.write(f"[demo worker {stamp}] {text}\n")
+        self.out.flush()
+
+    def on_publish(self, **_: Any) -> None:
+        """Celery's ``before_task_publish``: start the worker before the first message goes out."""
+        with self.lock:
+            if self.running is not None:
+                return
+            from celery.contrib.testing.worker import start_worker
+
+            self.say(f"starting a Celery worker in this process, on {self.celery_app.conf.broker_url}")
+            self.running = start_worker(self.celery_app, pool="solo", perform_ping_check=False, loglevel="INFO")
+            worker = self.running.__enter__()
+            atexit.register(self.stop, worker.hostname)
+
+    def stop(self, hostname: str) -> None:
+        self.celery_app.control.shutdown(destination=[hostname])
+        with contextlib.suppress(Exception):
+            self.running.__exit__(None, None, None)
+
+
+def k12_celery_app() -> Any:
+    """Kata 12's Celery app for ``kata serve``: the learner's ``create_celery``, a console renderer, a worker."""
+    from celery import signals
+
+    module = _k12_module()
+    celery_app = module.create_celery(k12_settings(), ConsoleRenderer12())
+    broker = str(celery_app.conf.broker_url or "")
+    if broker.startswith(("memory://", "redis://")):
+        worker = K12Worker(celery_app)
+        signals.before_task_publish.connect(worker.on_publish, weak=False)
+    else:
+        sys.stdout.write(
+            f"[demo worker] no worker: the Celery app's broker is {broker or 'not set'!r} "
+            "(kata 12, task 1: memory:// by default)\n"
+        )
+    return celery_app
+
+
 DEMO_SECRET = b"kata 11 demo secret"  # kata 11: what the app signs with and the demo receiver checks with
 ID_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
@@ -418,56 +969,30 @@ def _mount_the_demo_receiver(app: Any, factory: Callable[..., Any], arguments: d
         app.mount("/receiver", receiver)
 
 
-class RealClock:
-    """The clock of the machine, with the interface of :class:`dojo.fakes.FakeClock`."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-class ConsoleSleep:
-    """A real ``await sleep(seconds)``, as :class:`dojo.fakes.FakeSleep` is called, that says how long it waits.
-
-    Kata 3's backoff: watch the waits grow.
-    """
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-
-    async def __call__(self, seconds: float) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        self.out.write(f"[demo sleep {stamp}] waiting {seconds:.3f} s\n")
-        self.out.flush()
-        await asyncio.sleep(seconds)
-
-
-#: Parameter name -> a builder of its demo collaborator.
-COLLABORATORS: dict[str, Callable[[], Any]] = {
-    "mailer": ConsoleMailer,
-    "clock": RealClock,
-    "sleep": ConsoleSleep,
-    "profiles": ConsoleProfiles,
-    "analytics": ConsoleAnalytics,
-    "gateway": ScriptedGateway,
-    "rng": lambda: random.random,
-    "handler": ConsoleJobHandler,
-    "process": ConsoleImporter,
-    "directory": ConsoleDirectory,
-    "failures": ConsoleFailures,
-    "notifier": ConsoleNotifier,
-}
-
-
 #: Kata slug -> parameter name -> a builder of that kata's own demo collaborator. A kata whose
 #: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
 KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
     "k01_fire_and_forget": {"mailer": ThreadWatchingMailer},
+    "k10_dead_letters_and_cleanup": {
+        "handlers": lambda: {name: ConsoleJobHandler10(name) for name in ("send_invoice", "resize_image")},
+        "ttl_seconds": lambda: 30.0,  # short enough to watch a record expire
+        "dead_letter_capacity": lambda: 3,  # small enough to watch the oldest letter dropped
+    },
+    "k07_db_session": {"mailer": BouncingMailer, "database_url": demo_database_url},
+    "k08_async_vs_sync": {
+        "stats": ConsoleStats,
+        "reports": ConsoleReports,
+        "feed": ConsoleFeed,
+        "threads": lambda: int(_number_from("KATA_DEMO_THREADS", 40)),  # the app's thread pool
+        "drain_timeout": lambda: _number_from("KATA_DEMO_DRAIN", 5.0),  # the app's bound at shutdown
+    },
+    "k13_email_system": {
+        "sender": DemoMailServer,
+        "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
+    },
+    "k17_batching": {"provider": ConsoleProvider},
+    "k12_celery_handoff": {"settings": k12_settings, "celery_app": k12_celery_app},
+    "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
     "k11_webhooks": {"secret": lambda: DEMO_SECRET},
 }
 

@@ -4,7 +4,9 @@
 - rewrites the hints block of each kata README from the manifest;
 - rewrites the table of katas in the top-level README from the manifest (and each
   kata's mutation score from ``tests/mutation/SLUG.toml``, see :mod:`dojo.mutation`), and
-  the README's opening lines on what is ready and what is coming (``dojo/coming.toml``).
+  the README's opening lines on what is ready and what is coming (``dojo/coming.toml``);
+- writes GitHub Classroom's workflow, ``.github/workflows/classroom.yml``, from the
+  manifest (``kata grade classroom`` writes the same file; see :mod:`dojo.grading.outputs`).
 
 With ``--check`` it changes nothing and exits 1 if anything is out of date (CI runs it).
 Only maintainers run this: in a learner's clone the stubs are the learner's own.
@@ -68,7 +70,14 @@ def _lower_first(title: str) -> str:
 
 
 def _span(orders: list[int]) -> str:
-    return f"{orders[0]}-{orders[-1]}" if len(orders) > 1 else str(orders[0])
+    """Kata numbers as runs: ``[1, 2, 3, 6, 10, 11]`` is ``1-3, 6, 10-11``, so no gap is claimed as ready."""
+    runs: list[list[int]] = []
+    for order in orders:
+        if runs and order == runs[-1][-1] + 1:
+            runs[-1].append(order)
+        else:
+            runs.append([order])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
 
 
 def render_topics(manifest: _manifest.Manifest, coming: tuple[Coming, ...]) -> str:
@@ -155,6 +164,24 @@ def manifest_with_shipped(text: str) -> str:
     return text
 
 
+#: Each graded step's time limit in the shipped workflow (one task's specs take seconds).
+CLASSROOM_MINUTES = 2
+
+
+def _refresh_workflow(fresh: _manifest.Manifest, *, check: bool) -> list[str]:
+    """GitHub Classroom's workflow, as the manifest makes it (written unless ``check``); what was stale."""
+    from dojo.grading.outputs import classroom_workflow
+
+    workflow = _manifest.REPO_ROOT / ".github" / "workflows" / "classroom.yml"
+    wanted = classroom_workflow(tuple(fresh), minutes=CLASSROOM_MINUTES)
+    if workflow.is_file() and workflow.read_text(encoding="utf-8") == wanted:
+        return []
+    if not check:
+        workflow.parent.mkdir(parents=True, exist_ok=True)
+        workflow.write_text(wanted, encoding="utf-8")
+    return [f"{workflow.relative_to(_manifest.REPO_ROOT)}: GitHub Classroom's workflow"]
+
+
 def main(argv: list[str]) -> int:
     """Refresh (or, with ``--check``, only verify) the manifest's ids and the READMEs' hints."""
     check = "--check" in argv
@@ -181,6 +208,7 @@ def main(argv: list[str]) -> int:
             stale.append(f"{readme.relative_to(_manifest.REPO_ROOT)}: {what}")
             if not check:
                 readme.write_text(wanted, encoding="utf-8")
+    stale.extend(_refresh_workflow(fresh, check=check))
     for line in stale:
         print(("out of date: " if check else "updated: ") + line)
     for line in problems:

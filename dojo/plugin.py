@@ -74,6 +74,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"Also ${_impl.ENV_VAR}."
         ),
     )
+    group.addoption(
+        "--task",
+        type=int,
+        action="append",
+        default=None,
+        metavar="N",
+        help="run only the specs of the README's task N (repeatable): one task, one grade step",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before hypothesis's own plugin loads a --hypothesis-profile
@@ -135,11 +143,16 @@ def task_of(item: pytest.Item) -> int | None:
     return int(marker.args[0]) if marker is not None and marker.args else None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A spec without its task marker would be invisible to points and hints."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A spec without its task marker would be invisible to points and hints; ``--task`` keeps one task's."""
     for item in items:
         if item.path.parent.parent.name == "katas" and task_of(item) is None:
             raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.task(N) marker")
+    tasks = config.getoption("task", None)
+    if tasks:
+        kept = [item for item in items if task_of(item) in tasks]
+        config.hook.pytest_deselected(items=[item for item in items if task_of(item) not in tasks])
+        items[:] = kept
 
 
 # ------------------------------------------------------------------ shared fixtures

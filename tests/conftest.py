@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from dojo.grading.outputs import EXERCISM_CUT
 from dojo.manifest import Kata
 from dojo.runner import ForkServer, Request, Verdict
 
@@ -182,3 +183,37 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         return
     for mutant, specs in sorted(rows):
         terminalreporter.write_line(f"{mutant}: {specs}")
+
+
+# ------------------------------------------------------------------ Exercism's interface, version 3
+
+
+@pytest.fixture(name="exercism_v3")
+def _exercism_v3():
+    """A check of one results.json against Exercism's test-runner interface, version 3.
+
+    As its documentation (exercism/docs, building/tooling/test-runners/interface.md) and the
+    reference runner's golden files (exercism/python-test-runner, test/*/results.json) show it.
+    """
+    return _check_exercism_v3
+
+
+def _check_exercism_v3(body):
+    """The interface's rules, as its documentation and the reference runner's golden files show them."""
+    assert set(body) <= {"version", "status", "message", "tests"}
+    assert body["version"] == 3
+    assert body["status"] in {"pass", "fail", "error"}
+    if body["status"] == "error":
+        assert isinstance(body["message"], str) and body["message"], "an error says what went wrong"
+        assert body["tests"] == []
+    else:
+        assert "message" not in body
+    for test in body["tests"]:
+        assert set(test) <= {"name", "status", "message", "test_code", "task_id", "output"}
+        assert isinstance(test["name"], str) and test["name"]
+        assert test["status"] in {"pass", "fail", "error"}
+        assert (test["message"] is None) == (test["status"] == "pass")
+        assert isinstance(test["test_code"], str) and test["test_code"]
+        assert isinstance(test["task_id"], int) and test["task_id"] >= 1
+        if "output" in test:
+            assert isinstance(test["output"], str) and 0 < len(test["output"]) <= 500 + len(EXERCISM_CUT)

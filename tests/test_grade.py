@@ -150,7 +150,7 @@ def run_grader(*args, timeout=900):
 
 
 def results_of(out, student):
-    return json.loads((out / "students" / student / "results.json").read_text(encoding="utf-8"))
+    return json.loads((out / "students" / student / "summary.json").read_text(encoding="utf-8"))
 
 
 def task_points(result, number, slug=K01.slug):
@@ -301,7 +301,7 @@ def test_a_flood_of_output_is_cut_at_500_characters_per_spec(corpus):
     assert outputs, "the flood was captured"
     assert all(len(output) <= plan.OUTPUT_CAP for output in outputs)
     assert any(output.endswith(plan.OUTPUT_CUT) for output in outputs)
-    assert (corpus["out"] / "students" / "flood_of_output" / "results.json").stat().st_size < 64_000
+    assert (corpus["out"] / "students" / "flood_of_output" / "summary.json").stat().st_size < 64_000
 
 
 @pytest.mark.slow
@@ -435,7 +435,7 @@ ATTACKS = {
         "import os, pathlib, json\n"
         "args = pathlib.Path(f'/proc/{os.getppid()}/cmdline').read_bytes().split(b'\\0')\n"
         "out = pathlib.Path(args[args.index(b'--out') + 1].decode())\n"
-        "for results in out.glob('students/*/results.json'):\n"
+        "for results in out.glob('students/**/*.json'):\n"
         "    results.write_text(json.dumps({'points': 0}))\n"
         "(out / '.specs.json').write_text(json.dumps({'grader': 'x', 'specs': []}))\n"
     ),
@@ -675,7 +675,7 @@ def test_links_are_refused_with_a_note_and_never_read(hostile):
     for case in LINKS:
         notes = "; ".join(hostile[case]["notes"])
         assert "symbolic link" in notes, notes
-    text = (hostile["out"] / "students" / "links_to_a_secret" / "results.json").read_text(encoding="utf-8")
+    text = (hostile["out"] / "students" / "links_to_a_secret" / "summary.json").read_text(encoding="utf-8")
     assert PRIVATE_LINE not in text
     assert hostile["symlinked_folder"]["student"] == "symlinked_folder", "named as given, not after its target"
 
@@ -762,7 +762,7 @@ def test_a_change_to_our_side_during_the_run_stops_it_before_any_later_grade(tmp
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
-        while not list(out.glob("students/*/results.json")) and time.monotonic() < deadline:
+        while not list(out.glob("students/*/summary.json")) and time.monotonic() < deadline:
             time.sleep(0.05)
         readme.write_bytes(original + b"\n<!-- changed while grading -->\n")
         stdout, stderr = process.communicate(timeout=120)
@@ -773,7 +773,7 @@ def test_a_change_to_our_side_during_the_run_stops_it_before_any_later_grade(tmp
             process.kill()
     assert process.returncode == 1, stdout + stderr
     assert "STOPPED" in stderr and "README.md" in stderr and "Being graded then:" in stderr
-    written = sorted(path.parent.name for path in out.glob("students/*/results.json"))
+    written = sorted(path.parent.name for path in out.glob("students/*/summary.json"))
     assert written[0] == "s0_stub" and "s2_solution" not in written, written
     assert not (out / "gradebook.csv").exists()
 
@@ -822,7 +822,7 @@ def test_the_guard_sees_a_pth_file_added_to_the_environment(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_kata_end_to_end_with_exercism_results_junit_and_a_rerun_that_keeps_them(tmp_path):
+def test_every_kata_end_to_end_with_exercism_results_junit_and_a_rerun_that_keeps_them(tmp_path, exercism_v3):
     """Solution and stub on every kata in the manifest; a rerun keeps both; an edit is regraded."""
     solution = tmp_path / "ada"
     stub = tmp_path / "bob" / "katas"
@@ -844,12 +844,18 @@ def test_every_kata_end_to_end_with_exercism_results_junit_and_a_rerun_that_keep
     suites = ET.parse(out / "junit.xml").getroot()  # noqa: S314 - the grader's own output
     assert [suite.get("name") for suite in suites] == ["ada", "bob"]
     assert suites[1].get("failures") == str(len(bob["tests"])) and suites[0].get("failures") == "0"
+    for name, status in (("ada", "pass"), ("bob", "fail")):
+        for kata in ALL:
+            exercism = json.loads((out / "students" / name / kata.slug / "results.json").read_text(encoding="utf-8"))
+            exercism_v3(exercism)
+            assert exercism["status"] == status, (name, kata.slug)
+            assert len(exercism["tests"]) == sum(test["kata"] == kata.slug for test in ada["tests"])
 
-    before = {name: (out / "students" / name / "results.json").stat().st_mtime_ns for name in ("ada", "bob")}
+    before = {name: (out / "students" / name / "summary.json").stat().st_mtime_ns for name in ("ada", "bob")}
     again = run_grader(solution, stub, "--out", out, "--timeout", "5")
     assert again.returncode == 0, again.stderr
     assert "0 graded, 2 kept" in again.stdout
-    assert before == {name: (out / "students" / name / "results.json").stat().st_mtime_ns for name in ("ada", "bob")}
+    assert before == {name: (out / "students" / name / "summary.json").stat().st_mtime_ns for name in ("ada", "bob")}
 
     (solution / "katas" / K01.slug / "notifications.py").write_text(STUB)
     edited = run_grader(solution, stub, "--out", out, "--timeout", "5")
@@ -883,7 +889,7 @@ def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
-    while not (list(out.glob("students/*/results.json")) and grading_processes()) and time.monotonic() < deadline:
+    while not (list(out.glob("students/*/summary.json")) and grading_processes()) and time.monotonic() < deadline:
         time.sleep(0.05)  # s0 is graded, s1 hangs in its own process
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
@@ -891,7 +897,7 @@ def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_
     assert "run the same command again" in stderr
     assert grading_processes() == [], "every grading process was killed"
     assert not list(scratch.iterdir()), "and its temporary copies removed"
-    assert sorted(path.parent.name for path in out.glob("students/*/results.json")) == ["s0_stub"]
+    assert sorted(path.parent.name for path in out.glob("students/*/summary.json")) == ["s0_stub"]
     assert not list(out.rglob("*.tmp")), "no half-written results"
 
     rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
@@ -901,20 +907,6 @@ def test_an_interrupted_run_keeps_what_finished_and_a_rerun_grades_the_rest(tmp_
 
 
 # ------------------------------------------------------------------ the classroom, the errors
-
-
-def test_classroom_writes_an_autograding_entry_per_kata_with_its_points(tmp_path):
-    """GitHub Classroom's autograding.json, from the manifest: a test per kata, its points, a timeout."""
-    target = tmp_path / ".github" / "classroom" / "autograding.json"
-    result = run_grader("classroom", "--output", target, "--minutes", "5")
-    assert result.returncode == 0, result.stderr
-    tests = json.loads(target.read_text())["tests"]
-    assert [(test["run"], test["points"], test["timeout"]) for test in tests] == [
-        (f"uv run pytest katas/{kata.slug}", kata.points, 5) for kata in ALL
-    ]
-    assert all(test["name"].startswith(kata.slug) for test, kata in zip(tests, ALL, strict=True))
-    printed = run_grader("classroom", "--kata", "k01")
-    assert [test["points"] for test in json.loads(printed.stdout)["tests"]] == [K01.points]
 
 
 @pytest.mark.parametrize(
@@ -1137,17 +1129,42 @@ def test_any_string_is_safe_to_encode():
 
 
 def test_results_changed_after_the_grader_wrote_them_are_named_and_written_again(tmp_path):
-    """Before the gradebook: every results.json is what the parent wrote; one that is not is put back."""
+    """Before the gradebook: every file written for a student is what the parent wrote; one that is not is put back."""
     from dojo.grading.command import Run
 
     run = Run(tmp_path, plan=None, snapshot=None, sandbox=None)
-    result = {"student": "ada", "points": 3}
+    result = {"student": "ada", "points": 3, "tests": [], "katas": [{"slug": K01.slug, "points": 3}]}
     run.write("ada", result)
-    path = outputs.results_path(tmp_path, "ada")
-    assert path == tmp_path / "students" / "ada" / "results.json"
+    path = outputs.summary_path(tmp_path, "ada")
+    kata = tmp_path / "students" / "ada" / K01.slug / "results.json"
+    assert path == tmp_path / "students" / "ada" / "summary.json"
     assert run.verify({"ada": result}) == []
     path.write_text('{"student": "ada", "points": 63}', encoding="utf-8")
     assert run.verify({"ada": result}) == ["ada"]
     assert json.loads(path.read_text(encoding="utf-8"))["points"] == 3
+    kata.write_text('{"version": 3, "status": "pass", "tests": []}', encoding="utf-8")
+    assert run.verify({"ada": result}) == ["ada"]
+    assert json.loads(kata.read_text(encoding="utf-8"))["status"] == "error", "no spec of the kata ran"
     ledger = json.loads((tmp_path / ".ledger.json").read_text(encoding="utf-8"))
-    assert ledger["ada"] == outputs.sha(path.read_text(encoding="utf-8"))
+    assert ledger["ada"] == {
+        "summary.json": outputs.sha(path.read_text(encoding="utf-8")),
+        f"{K01.slug}/results.json": outputs.sha(kata.read_text(encoding="utf-8")),
+    }
+
+
+def test_the_grading_benchmark_makes_a_class_of_solutions_stubs_and_hanging_submissions(tmp_path):
+    """The benchmark's class: its hanging submission spins in its first function, after the docstring."""
+    from dojo.grading import bench
+
+    spun = bench.spinning('"""m."""\n\n\nasync def f(x):\n    """Doc."""\n    return x\n\n\ndef g():\n    pass\n')
+    assert spun.splitlines()[5:8] == [
+        "    while True:  # the benchmark's hanging submission",
+        "        pass",
+        "    return x",
+    ]
+    compile(spun, "spun", "exec")
+    kinds = bench.make_class(tmp_path, (K01,), students=4, hanging=1)
+    assert sorted(kinds.values()) == ["hanging", "solution", "solution", "stub"]
+    stub = next(name for name, kind in kinds.items() if kind == "stub")
+    module = tmp_path / stub / "katas" / K01.slug / "notifications.py"
+    assert module.read_bytes() == impl.shipped_source(K01, "notifications.py")

@@ -28,6 +28,8 @@ TOP_LEVEL = {
     "tests",
     "dojo",
     ".ci",
+    ".github",
+    ".devcontainer",
     "conftest.py",
     "pyproject.toml",
     "uv.lock",

@@ -1,4 +1,4 @@
-"""The command line: ``kata grade SUBMISSION... --out DIR`` and ``kata grade classroom``.
+"""The command line: ``kata grade SUBMISSION... --out DIR``, ``kata grade classroom`` and ``kata grade analysis``.
 
 The parent reads every submission once, checks our side and the environment before each
 submission and before writing its results, grades submissions in parallel (each in its own
@@ -20,19 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from dojo import manifest as _manifest
+from dojo.grading import analysis as _analysis
 from dojo.grading import sandbox as _sandbox
 from dojo.grading.child import STOP, PlanMismatch, kill_all
 from dojo.grading.guard import Snapshot
 from dojo.grading.intake import Intake, fingerprint, read_submission
 from dojo.grading.outputs import (
     LEDGER,
-    classroom_config,
+    SUMMARY,
+    classroom_workflow,
     gradebook,
     junit,
     points_text,
-    results_path,
-    results_text,
     sha,
+    student_files,
+    student_folder,
+    summary_path,
     write_atomically,
 )
 from dojo.grading.plan import (
@@ -43,9 +46,11 @@ from dojo.grading.plan import (
     Interrupted,
     Limits,
     Plan,
+    Source,
     Submission,
     grader_files,
     make_plan,
+    spec_sources,
 )
 from dojo.grading.results import grade, recount, safe
 from dojo.manifest import Kata
@@ -135,22 +140,26 @@ class Run:
         self.sandbox = sandbox
         self.lock = threading.Lock()
         self.running: set[str] = set()
+        self.sources: dict[str, Source] = spec_sources(plan) if plan is not None else {}
         try:
             ledger = json.loads((out / LEDGER).read_text(encoding="utf-8"))
-            self.ledger: dict[str, str] = (
-                {str(k): str(v) for k, v in ledger.items()} if isinstance(ledger, dict) else {}
-            )
         except (OSError, ValueError):
-            self.ledger = {}
+            ledger = {}
+        # student -> {file under their folder -> sha256 of the text the grader wrote}
+        self.ledger: dict[str, dict[str, str]] = {
+            str(student): {str(name): str(digest) for name, digest in files.items()}
+            for student, files in (ledger.items() if isinstance(ledger, dict) else ())
+            if isinstance(files, dict)
+        }
 
     def kept(self, submission: Submission, fingerprint_: str) -> dict[str, Any] | None:
         """Results a previous run wrote, if they are what it wrote and still what grading would give."""
         try:
-            text = results_path(self.out, submission.student).read_text(encoding="utf-8")
+            text = summary_path(self.out, submission.student).read_text(encoding="utf-8")
             result = json.loads(text)
         except (OSError, ValueError):
             return None
-        if self.ledger.get(submission.student) != sha(text) or not isinstance(result, dict):
+        if self.ledger.get(submission.student, {}).get(SUMMARY) != sha(text) or not isinstance(result, dict):
             return None
         if result.get("fingerprint") != fingerprint_ or result.get("sandbox") != (self.sandbox or "none"):
             return None
@@ -177,35 +186,44 @@ class Run:
         return result
 
     def write(self, student: str, result: dict[str, Any]) -> None:
-        text = results_text(result)
+        files = student_files(result, self.sources)
+        folder = student_folder(self.out, student)
         with self.lock:
             if STOP.is_set():
                 raise Interrupted
-            write_atomically(results_path(self.out, student), text)
-            self.ledger[student] = sha(text)
+            for name, text in files.items():
+                write_atomically(folder / name, text)
+            self.ledger[student] = {name: sha(text) for name, text in files.items()}
             write_atomically(self.out / LEDGER, json.dumps(self.ledger, indent=1, ensure_ascii=False) + "\n")
 
     def verify(self, results: dict[str, dict[str, Any]]) -> list[str]:
-        """Every results.json is still what the parent wrote; put back and name any that is not."""
+        """Every file written for a student is still what the parent wrote; put back and name any that is not."""
         changed = []
         for student, result in results.items():
-            path = results_path(self.out, student)
-            try:
-                same = sha(path.read_text(encoding="utf-8")) == self.ledger.get(student)
-            except (OSError, ValueError):
-                same = False
-            if not same:
+            folder = student_folder(self.out, student)
+            written = self.ledger.get(student, {})
+            same = bool(written) and all(_unchanged(folder / name, digest) for name, digest in written.items())
+            if not same or set(written) != set(student_files(result, self.sources)):
                 changed.append(student)
                 self.write(student, result)
         return changed
+
+
+def _unchanged(path: Path, digest: str) -> bool:
+    try:
+        return sha(path.read_text(encoding="utf-8")) == digest
+    except (OSError, ValueError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kata grade",
         description="Grade a class: our specs, untouched, against each submission's kata modules, each in its own "
-        "processes. Writes OUT/students/<student>/results.json, OUT/gradebook.csv and OUT/junit.xml. "
-        "`kata grade classroom --help`: GitHub Classroom's autograding.json.",
+        "processes. Writes OUT/students/<student>/summary.json and a results.json per kata (Exercism's format) "
+        "beside it, OUT/gradebook.csv, OUT/junit.xml and the item analysis in OUT/analysis/. "
+        "`kata grade classroom --help`: GitHub Classroom's workflow; `kata grade analysis --help`: the item "
+        "analysis again.",
     )
     parser.add_argument(
         "submissions", nargs="+", metavar="SUBMISSION", help="a student's folder: a clone or its katas/"
@@ -244,22 +262,57 @@ def _parser() -> argparse.ArgumentParser:
 def _classroom_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="kata grade classroom",
-        description="Write GitHub Classroom's .github/classroom/autograding.json from the manifest: "
-        "a test per kata with its points (to stdout, or to --output).",
+        description="Write GitHub Classroom's workflow, .github/workflows/classroom.yml, from the manifest: one "
+        "graded step per task of each kata, worth the task's points, and the classroom's reporter (to stdout, or "
+        "to --output).",
     )
     parser.add_argument("--output", type=Path, metavar="PATH", help="write here instead of stdout")
     parser.add_argument("--kata", action="append", metavar="SLUG", help="only this kata (repeatable)")
-    parser.add_argument("--minutes", type=int, default=10, help="each test's timeout in minutes (default %(default)s)")
-    parser.add_argument("--setup", default="", help="a setup command run before each test (e.g. installing uv)")
+    parser.add_argument(
+        "--minutes", type=int, default=2, help="each step's time limit in minutes (default %(default)s)"
+    )
     options = parser.parse_args(argv)
-    if not 1 <= options.minutes <= 60:  # GitHub Classroom's own bounds
-        raise GradeError("--minutes must be between 1 and 60 (GitHub Classroom's limit)")
-    text = json.dumps(classroom_config(_katas(options.kata), minutes=options.minutes, setup=options.setup), indent=2)
+    if not 1 <= options.minutes <= 60:
+        raise GradeError("--minutes must be between 1 and 60 (a step of one task's specs takes seconds)")
+    text = classroom_workflow(_katas(options.kata), minutes=options.minutes)
     if options.output is None:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
     else:
-        write_atomically(options.output, text + "\n")
+        write_atomically(options.output, text)
         sys.stdout.write(f"wrote {options.output}\n")
+    return 0
+
+
+def _analysis_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kata grade analysis",
+        description="Write the item analysis (OUT/analysis/: items.csv, failures.csv, points.csv, review.csv and "
+        "index.html, a page that works offline) again from the results a grading run wrote in OUT.",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder a grading run wrote")
+    parser.add_argument("--kata", action="append", metavar="SLUG", help="only this kata (repeatable)")
+    options = parser.parse_args(argv)
+    out: Path = options.out
+    try:
+        ledger = json.loads((out / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise GradeError(f"{out} holds no grading run (no readable {LEDGER}): grade the class first") from None
+    results = []
+    for student, files in sorted(ledger.items()):
+        digest = files.get(SUMMARY) if isinstance(files, dict) else None
+        path = summary_path(out, student)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            _say(f"{student}: left out, {path} is missing", error=True)
+            continue
+        if sha(text) != digest:
+            _say(f"{student}: left out, {path} is not what the grader wrote (grade again to rewrite it)", error=True)
+            continue
+        results.append(json.loads(text))
+    katas = _katas(options.kata)
+    page = _analysis.write(out, results, katas)
+    _say(f"{len(results)} student(s) on {len(katas)} kata(s) → {page}")
     return 0
 
 
@@ -363,20 +416,21 @@ def _grade_main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - one c
     rewritten = run.verify(results)
     if rewritten:
         _say(
-            f"WARNING: results.json of {', '.join(rewritten)} changed after the grader wrote it; written again "
+            f"WARNING: the results of {', '.join(rewritten)} changed after the grader wrote it; written again "
             "from the grader's own record",
             error=True,
         )
     ordered = [results[submission.student] for submission in submissions if submission.student in results]
     write_atomically(out / "gradebook.csv", gradebook(ordered, katas))
-    write_atomically(out / "junit.xml", junit(ordered))
+    write_atomically(out / "junit.xml", junit(ordered, run.sources))
+    page = _analysis.write(out, ordered, katas)
     flagged = [result["student"] for result in ordered if result.get("review")]
     if flagged:
-        _say(f"marked for review (what was attempted is in results.json and the gradebook): {', '.join(flagged)}")
+        _say(f"marked for review (what was attempted is in summary.json and the gradebook): {', '.join(flagged)}")
     elapsed = time.monotonic() - started
     _say(
         f"{len(todo) - problems} graded, {len(submissions) - len(todo)} kept, in {elapsed:.1f} s "
-        f"→ {out / 'gradebook.csv'}, {out / 'junit.xml'}"
+        f"→ {out / 'gradebook.csv'}, {out / 'junit.xml'}; what the class did not get: {page}"
     )
     return 1 if problems or rewritten else 0
 
@@ -403,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args[:1] == ["classroom"]:
             return _classroom_main(args[1:])
+        if args[:1] == ["analysis"]:
+            return _analysis_main(args[1:])
         return _grade_main(args)
     except GradeError as error:
         _say(f"kata grade: {error}", error=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import textwrap
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -207,3 +208,35 @@ def make_plan(katas: tuple[Kata, ...], limits: Limits, files: dict[str, bytes], 
 
         write_atomically(cache, json.dumps({"grader": grader, "specs": [asdict(spec) for spec in specs]}) + "\n")
     return Plan(katas, specs, limits, warm, files, grader)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a spec is written, and its code: what a results.json shows as ``test_code``."""
+
+    file: str  # relative to the repository: katas/<slug>/<spec file>
+    line: int
+    code: str  # the spec function's body, without its docstring, dedented
+
+
+def spec_sources(plan: Plan) -> dict[str, Source]:
+    """Each spec's file, line and body, read from our spec files as the plan holds them (no code is run)."""
+    sources: dict[str, Source] = {}
+    for kata in plan.katas:
+        name = f"katas/{kata.slug}/{kata.spec}"
+        text = plan.files[name].decode("utf-8")
+        functions = {
+            node.name: node
+            for node in ast.parse(text).body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+        }
+        for spec in plan.specs_of(kata.slug):
+            function = functions.get(spec.name.partition("[")[0])
+            if function is None:
+                continue
+            body = function.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                body = body[1:] or body  # the docstring is the spec's description, not its code
+            lines = text.splitlines()[body[0].lineno - 1 : function.end_lineno]
+            sources[spec.nodeid] = Source(name, function.lineno, textwrap.dedent("\n".join(lines)).strip("\n"))
+    return sources

@@ -74,7 +74,7 @@ def num(value: Fraction) -> float | int:
 
 
 def grade(submission: Submission, plan: Plan, intake: Intake, fingerprint: str, sandbox: str | None) -> dict[str, Any]:
-    """Grade one submission: its results.json content."""
+    """Grade one submission: its summary (the per-kata results.json files are made from it)."""
     started = time.monotonic()
     deadline = started + plan.limits.submission_timeout
     with tempfile.TemporaryDirectory(prefix="kata-grade-") as tmp:
@@ -117,7 +117,7 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
     outcome: Outcome,
     sandbox: str | None,
 ) -> dict[str, Any]:
-    """results.json: Exercism's interface v3, plus points, a per-kata breakdown, notes and what to review."""
+    """The summary: every spec's verdict, points, a per-kata breakdown, notes and what to review."""
     katas = []
     notes = []
     total = Fraction(0)
@@ -159,6 +159,9 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
                 **info,
             }
         )
+        reason = zero_reason(katas[-1] | {"points": num(points)}, mine)
+        if reason is not None:
+            katas[-1]["note"] = reason
         notes.extend(_notes(kata.slug, counts, info))
     notes.extend(outcome.notes)
     outcomes = [test["outcome"] for test in tests]
@@ -193,6 +196,36 @@ def summarize(  # noqa: PLR0913, PLR0917 - what one submission's result is made 
     }
 
 
+def import_failure(tests: list[dict[str, Any]]) -> str | None:
+    """The kata's module did not import: the error as its specs reported it (from ``CANNOT IMPORT`` on)."""
+    for test in tests:
+        message = test.get("message") or ""
+        start = message.find("CANNOT IMPORT ")
+        if start >= 0 and test["outcome"] != "passed":
+            return message[start:]
+    return None
+
+
+def zero_reason(kata: dict[str, Any], tests: list[dict[str, Any]]) -> str | None:
+    """Why a kata scored 0, in a sentence (``None`` if it did not)."""
+    if kata["points"] != 0 or not tests:
+        return None
+    if kata.get("missing_modules"):
+        return f"scored 0: the submission has no {', '.join(kata['missing_modules'])}"
+    failure = import_failure(tests)
+    if failure is not None:
+        return (
+            "scored 0: "
+            + failure.splitlines()[0].replace("CANNOT IMPORT", "cannot import")
+            + (f" ({failure.splitlines()[1].strip()})" if len(failure.splitlines()) > 1 else "")
+        )
+    counts = {
+        outcome: sum(test["outcome"] == outcome for test in tests)
+        for outcome in dict.fromkeys(test["outcome"] for test in tests)
+    }
+    return "scored 0: no task had all its specs pass (" + ", ".join(f"{n} {o}" for o, n in counts.items()) + ")"
+
+
 def overall(outcomes: list[str]) -> str:
     """The overall status: pass (every spec), fail (some verdict), error (no spec ran to a verdict)."""
     if outcomes and all(outcome == PASSED for outcome in outcomes):
@@ -218,7 +251,7 @@ def _notes(slug: str, counts: Counter[str], info: dict[str, Any]) -> list[str]:
 
 
 def recount(result: dict[str, Any], plan: Plan) -> bool:
-    """A kept results.json holds our specs, and its points are what its outcomes earn."""
+    """A kept summary holds our specs, and its points are what its outcomes earn."""
     try:
         tests = result["tests"]
         if [test["nodeid"] for test in tests] != [spec.nodeid for spec in plan.specs]:
