@@ -4,9 +4,11 @@ Read them if you like; you do not need to change them.
 
 **Two kinds of receiver.** Most specs fake the receiver with respx: httpx's requests never
 leave the process, and each one gets the answer the spec scripted (a status, a
-Retry-After, or an error such as a refused connection). The specs of task 7 use a real
-one: an HTTP/1.1 server listening on 127.0.0.1, in the spec's own event loop, which
-answers real requests over real sockets and sees each connection open and close.
+Retry-After, or an error such as a refused connection); respx is started once for the
+run, and each spec clears its routes. The specs of task 7 use a real one: an HTTP/1.1
+server listening on 127.0.0.1, in the spec's own event loop, which answers real requests
+over real sockets and sees each connection open and close (respx lets 127.0.0.1 through
+to it).
 
 **No real time reaches a verdict.** The specs of ``deliver`` (tasks 3 to 5) run on an
 event loop whose clock is virtual (dojo/virtual_clock.py): the clock stands still while

@@ -709,18 +709,19 @@ async def test_a_receiver_that_never_answers_leaves_its_error_on_record(receiver
 async def test_any_other_status_fails_at_once(receivers, clock, sleep):
     """A 4xx other than 429, a redirect (never followed), a status past 599: one attempt, no wait, failed."""
     elsewhere = receivers.at(ELSEWHERE)
-    for status in (400, 401, 403, 404, 408, 409, 410, 413, 422, 451, 499, 301, 302, 303, 307, 308, 600):
-        receiver = receivers.at(f"{URL}/{status}").will((status, {"location": ELSEWHERE}))
-        delivery = a_delivery(receiver.url)
-        await send(delivery, clock=clock, sleep=sleep, revisit=FINAL)
-        assert not elsewhere.requests, lesson(
-            expected=f"no request to {ELSEWHERE}: a redirect is not followed, the subscriber must fix the URL",
-            got=f"{len(elsewhere.requests)} request(s) there after a {status}",
-            revisit=FINAL,
-        )
-        expect_attempts(receiver, 1, revisit=FINAL, why=f"one attempt: {status} would be the answer every time")
-        expect_waits(sleep, [], revisit=FINAL, why=f"after a {status}, no wait: ")
-        expect_outcome(delivery, ("failed", 1, status, None), revisit=FINAL)
+    async with httpx.AsyncClient() as client:
+        for status in (400, 401, 403, 404, 408, 409, 410, 413, 422, 451, 499, 301, 302, 303, 307, 308, 600):
+            receiver = receivers.at(f"{URL}/{status}").will((status, {"location": ELSEWHERE}))
+            delivery = a_delivery(receiver.url)
+            await send(delivery, clock=clock, sleep=sleep, revisit=FINAL, client=client)
+            assert not elsewhere.requests, lesson(
+                expected=f"no request to {ELSEWHERE}: a redirect is not followed, the subscriber must fix the URL",
+                got=f"{len(elsewhere.requests)} request(s) there after a {status}",
+                revisit=FINAL,
+            )
+            expect_attempts(receiver, 1, revisit=FINAL, why=f"one attempt: {status} would be the answer every time")
+            expect_waits(sleep, [], revisit=FINAL, why=f"after a {status}, no wait: ")
+            expect_outcome(delivery, ("failed", 1, status, None), revisit=FINAL)
 
 
 @pytest.mark.task(4)
