@@ -11,6 +11,12 @@ median (and spread) of ``--runs`` runs, 5 by default:
 - ``kata watch``: from the moment a stub file is saved to the moment the new verdict is
   printed, with the fork server (the default) and with ``--no-fork``. Target: < 0.5 s.
 
+With ``--katas [SLUG ...]`` (every kata when none is named), per kata instead: the bare
+``kata SLUG`` on its stub as shipped against the kata's own floor (pytest on one trivial
+test importing the third-party modules its solution imports), and the specs against the
+solution: pytest's own reported time (from the session's start, collection included)
+and the slowest spec (setup, call and teardown added up), each the median of the runs.
+
 Standard library only: ``time.perf_counter`` around subprocesses.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import re
 import shutil
 import statistics
 import subprocess
@@ -162,13 +169,91 @@ def watch_latencies(clone: Path, env: dict[str, str], runs: int, extra: list[str
     return samples
 
 
+def kata_floor_test(kata: _manifest.Kata) -> str:
+    """One trivial test importing what the kata's solution imports from outside the standard library."""
+    from dojo.grading.plan import warm_modules
+
+    stack = sorted(
+        {name.partition(".")[0] for name in warm_modules((kata,))} - set(sys.stdlib_module_names) - {"dojo", "katas"}
+    )
+    imports = "".join(f"import {name}\n" for name in stack)
+    return f"{imports}\n\ndef test_trivial():\n    assert True\n"
+
+
+_SESSION = re.compile(r" in (\d+\.\d+)s")
+_DURATION = re.compile(r"^(\d+\.\d+)s (?:setup|call|teardown) +(\S.*)$")
+
+
+def spec_run(clone: Path, env: dict[str, str], kata: _manifest.Kata) -> tuple[float, float, str]:
+    """One run of the kata's specs on its solution: pytest's time, the slowest spec's time, its id."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"katas/{kata.slug}", "--impl=solutions"]
+    command += ["--durations=0", "--durations-min=0"]
+    result = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    session = _SESSION.findall(result.stdout)
+    if result.returncode != 0 or not session:
+        raise RuntimeError(f"{kata.slug}: the specs did not pass on the solution:\n{result.stdout[-2000:]}")
+    per_spec: dict[str, float] = {}
+    for line in result.stdout.splitlines():
+        if found := _DURATION.match(line.strip()):
+            per_spec[found[2]] = per_spec.get(found[2], 0.0) + float(found[1])
+    slowest = max(per_spec, key=per_spec.__getitem__, default="")
+    return float(session[-1]), per_spec.get(slowest, 0.0), slowest
+
+
+def measure_katas(slugs: list[str], runs: int, no_cache: bool) -> int:
+    """Per kata: bare ``kata SLUG`` against its floor, and the specs' time on the solution."""
+    katas = _manifest.load()
+    chosen = [katas.get(slug) for slug in slugs] if slugs else list(katas)
+    with tempfile.TemporaryDirectory(prefix="kata-bench-") as folder:
+        tmp = Path(folder)
+        clone = make_clone(tmp)
+        cache = tmp / "no-cache" if no_cache else None
+        if cache is not None:
+            cache.mkdir()
+        env = clone_env(clone, cache)
+        load = f"load {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load unknown"
+        print(f"median of {runs} runs, {os.cpu_count()} CPUs, {load}, bytecode {'never cached' if cache else 'cached'}")
+        print(f"{'kata':<30} {'floor':>7} {'bare':>7} {'ratio':>6} {'specs':>7} {'slowest':>8}  slowest spec")
+        for kata in chosen:
+            floor = tmp / f"floor-{kata.slug}"
+            floor.mkdir()
+            (floor / "test_trivial.py").write_text(kata_floor_test(kata))
+            floor_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(floor)]
+            _time(floor_command, floor, env)
+            floors = [_time(floor_command, floor, env) for _ in range(runs)]
+            progress = clone / ".kata-progress"
+            progress.unlink(missing_ok=True)
+            _time([*_script(), kata.slug], clone, env)
+            bares = []
+            for _ in range(runs):
+                progress.unlink(missing_ok=True)
+                bares.append(_time([*_script(), kata.slug], clone, env))
+            spec_run(clone, env, kata)
+            samples = [spec_run(clone, env, kata) for _ in range(runs)]
+            sessions = [sample[0] for sample in samples]
+            slowest = [sample[1] for sample in samples]
+            name = max(samples, key=lambda sample: sample[1])[2]
+            floor_median, bare_median = statistics.median(floors), statistics.median(bares)
+            print(
+                f"{kata.slug:<30} {floor_median:6.2f}s {bare_median:6.2f}s {bare_median / floor_median:5.2f}x "
+                f"{statistics.median(sessions):6.2f}s {statistics.median(slowest):7.3f}s  {name.split('::')[-1][:60]}",
+                flush=True,
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure and print; exit 1 if watch mode misses its 0.5 s target."""
     parser = argparse.ArgumentParser(prog="python -m dojo.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median of them; at least 5)")
     parser.add_argument("--no-bytecode-cache", action="store_true", help="every process compiles everything afresh")
+    parser.add_argument(
+        "--katas", nargs="*", metavar="SLUG", help="per kata: bare command vs its own floor, specs on the solution"
+    )
     args = parser.parse_args(argv)
     runs = max(5, args.runs)
+    if args.katas is not None:
+        return measure_katas(args.katas, runs, args.no_bytecode_cache)
     kata = next(iter(_manifest.load()))
     with tempfile.TemporaryDirectory(prefix="kata-bench-") as folder:
         tmp = Path(folder)

@@ -299,3 +299,19 @@ def test_requirements_txt_pins_what_uv_lock_pins(tmp_path):
     assert pins(shipped) == pins(exported.read_text(encoding="utf-8")), (
         f"requirements.txt is not current with uv.lock: run `uv {' '.join(EXPORT)} -o requirements.txt`"
     )
+
+
+def test_the_specs_ids_are_the_same_in_every_process():
+    """A spec's id names it in the gradebook, the spec cache and ``--task``: nothing random in a parameter.
+
+    Two collections in two processes must list the same ids, in the same order; an id
+    built from ``uuid4()`` or the clock differs between the grader's plan and the
+    process that runs the spec, and the grading run stops.
+    """
+    command = [sys.executable, "-m", "pytest", "katas", "--impl=solutions", "--collect-only", "-q"]
+    command += ["-p", "no:randomly", "-p", "no:cacheprovider"]
+    runs = [subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False) for _ in range(2)]
+    ids = [[line for line in run.stdout.splitlines() if "::" in line] for run in runs]
+    assert runs[0].returncode == 0 and ids[0], runs[0].stdout + runs[0].stderr
+    changed = [(a, b) for a, b in zip(*ids, strict=False) if a != b]
+    assert ids[0] == ids[1], f"ids that differ between two collections: {changed[:3]}"

@@ -599,9 +599,13 @@ def _check_collection(run: ChildRun, remaining: list[str], by_id: dict[str, Spec
     wanted = remaining if attempt > 1 else list(by_id)
     same = sorted(collected) == sorted(wanted) if attempt > 1 else collected == wanted
     if not same:
+        first = next(
+            (f"{got} where the plan has {want}" for got, want in zip(collected, wanted, strict=False) if got != want),
+            "",
+        )
         raise PlanMismatch(
-            f"a grading process collected {len(collected)} specs where the plan has {len(wanted)}: "
-            "the spec cache is stale or was changed"
+            f"a grading process collected {len(collected)} specs where the plan has {len(wanted)}"
+            f"{': first ' + first if first else ''}: the spec cache is stale or was changed"
         )
     for item in run.collected:
         spec = by_id[str(item.get("nodeid"))]
