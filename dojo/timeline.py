@@ -14,6 +14,7 @@ Order is a sequence number, not a clock, so nothing here waits on real time.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json as jsonlib
 import threading
@@ -108,6 +109,45 @@ async def within_bound(call: Awaitable[T], *, revisit: str, expected: str = "the
     return task.result()
 
 
+def _ended(calls: Iterable[asyncio.Future[Any]]) -> bool:
+    """Every one of ``calls`` has ended (a spec that named none waits for its bound)."""
+    calls = list(calls)
+    return bool(calls) and all(call.done() for call in calls)
+
+
+async def _value(value: object) -> object:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def wait_until(
+    condition: Callable[[], object],
+    *,
+    expected: str,
+    got: Callable[[], object],
+    revisit: str,
+    during: Iterable[asyncio.Future[Any]] = (),
+) -> None:
+    """Ask ``condition()`` (a value or an awaitable) again until it holds: at most BOUND seconds, else a lesson.
+
+    ``during`` names the running calls whose work the condition waits for: once every one
+    of them has ended and the condition still does not hold, nothing is left to make it
+    hold, and the spec fails at once instead of waiting out its bound.
+    """
+    __tracebackhide__ = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BOUND
+    calls = list(during)
+    while not await _value(condition()):
+        if _ended(calls):
+            if await _value(condition()):  # the last call's work may have made it hold as it ended
+                return
+            ended = f"{await _value(got())}\n(the requests had ended: nothing was left to make it hold)"
+            raise AssertionError(lesson(expected=expected, got=ended, revisit=revisit))
+        if loop.time() > deadline:
+            raise AssertionError(lesson(expected=expected, got=str(await _value(got())), revisit=revisit))
+        await asyncio.sleep(0.001)
+
+
 class Timeline:
     """Events in the order they happened, recorded from any thread."""
 
@@ -145,10 +185,12 @@ class Timeline:
     def count(self, name: str) -> int:
         return sum(1 for event in self.events if event.name == name)
 
-    async def wait_for(self, *names: str) -> Event:
+    async def wait_for(self, *names: str, during: asyncio.Future[Any] | None = None) -> Event:
         """The first event called one of ``names``: already recorded, or the next to come.
 
-        Waits for the app, never for the clock; ``safety_timeout`` only stops a hang.
+        Waits for the app, never for the clock; ``safety_timeout`` only stops a hang. With
+        ``during`` (the running call that should make it happen, as :meth:`start` returns
+        it), a call that ends without it fails at once: its background work is over too.
         """
         wanted = frozenset(names)
         loop = asyncio.get_running_loop()
@@ -159,13 +201,22 @@ class Timeline:
                 self._waiters.append((wanted, loop, future))
         if done is not None:
             return done
-        try:
-            return await asyncio.wait_for(future, self.safety_timeout)
-        except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11; distinct on 3.10
-            raise AssertionError(
-                f"Nothing called {' or '.join(sorted(wanted))} happened within {self.safety_timeout} s: "
-                f"the app seems to hang.\n{self.render()}"
-            ) from None
+        watched = {future} if during is None else {future, during}
+        finished, _ = await asyncio.wait(watched, timeout=self.safety_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if future in finished:
+            return future.result()
+        with self._lock:
+            self._waiters = [waiter for waiter in self._waiters if waiter[2] is not future]
+            done = next((event for event in self._events if event.name in wanted), None)
+        future.cancel()
+        if done is not None:  # recorded as the call ended, before its news reached this loop
+            return done
+        missing = " or ".join(sorted(wanted))
+        if finished:
+            raise AssertionError(f"The request ended and nothing called {missing} had happened.\n{self.render()}")
+        raise AssertionError(
+            f"Nothing called {missing} happened within {self.safety_timeout} s: the app seems to hang.\n{self.render()}"
+        )
 
     # ------------------------------------------------------------------ reading
     def render(self, expected: Iterable[str] = ()) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ from dojo.fakes import (
     FakeSleep,
 )
 from dojo.manifest import REPO_ROOT, git_blob_id
-from dojo.timeline import CALL_FINISHED, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error
+from dojo.timeline import CALL_FINISHED, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error, wait_until
 
 K01 = manifest.load().get("k01")
 
@@ -246,6 +247,38 @@ async def test_wait_for_stops_a_hang_with_a_message():
     timeline = Timeline(safety_timeout=0.01)
     with pytest.raises(AssertionError, match="seems to hang"):
         await timeline.wait_for("never")
+
+
+async def test_wait_for_during_a_call_fails_at_once_when_the_call_ends_without_the_event():
+    """A stub that queues nothing fails in milliseconds, not after the bound; an event recorded first still counts."""
+    timeline = Timeline(safety_timeout=30)
+    quiet = timeline.start(_app_with_task(lambda: None), "POST", "/go")
+    started = time.perf_counter()
+    with pytest.raises(AssertionError, match="The request ended and nothing called task ran had happened"):
+        await timeline.wait_for("task ran", during=quiet)
+    assert time.perf_counter() - started < 1
+    busy = timeline.start(_app_with_task(lambda: timeline.record("task ran")), "POST", "/go")
+    assert (await timeline.wait_for("task ran", during=busy)).name == "task ran"
+    await busy
+
+
+async def test_wait_until_asks_again_and_fails_at_once_once_the_calls_have_ended():
+    """It returns when the condition holds; with ``during``, calls that ended without it fail it without waiting."""
+    timeline = Timeline()
+    holds = timeline.start(_app_with_task(lambda: timeline.record("task ran")), "POST", "/go")
+    await wait_until(lambda: timeline.count("task ran") == 1, expected="", got=lambda: "", revisit="", during=[holds])
+    never = [timeline.start(_app_with_task(lambda: None), "POST", "/go") for _ in range(2)]
+    started = time.perf_counter()
+    with pytest.raises(AssertionError, match="the requests had ended") as failure:
+        await wait_until(
+            lambda: timeline.count("task ran") == 3,
+            expected="three runs",
+            got=lambda: "one run",
+            revisit="task 9",
+            during=never,
+        )
+    assert time.perf_counter() - started < 1
+    assert "three runs" in str(failure.value) and "one run" in str(failure.value) and "task 9" in str(failure.value)
 
 
 async def test_an_app_error_is_kept_not_raised_and_points_at_the_line():

@@ -410,7 +410,7 @@ async def test_starlette_still_runs_a_wrapped_def_task_in_its_thread_pool(failur
     tasks.add_task(wrapped, 3)
     running = asyncio.ensure_future(tasks())
     try:
-        first = await timeline.wait_for(JOB_STARTED, JOB_ON_LOOP)
+        first = await timeline.wait_for(JOB_STARTED, JOB_ON_LOOP, during=running)
         assert first.name == JOB_STARTED, lesson(
             expected="the blocking task runs in a worker thread while the event loop goes on",
             got=f"{first}",
@@ -1000,7 +1000,7 @@ async def test_the_blocking_directory_call_runs_in_the_thread_pool_while_the_app
     directory.gate.clear()
     running = timeline.start(app, "POST", "/accounts", json=VALID)
     try:
-        first = await timeline.wait_for(DIRECTORY_STARTED, DIRECTORY_ON_LOOP)
+        first = await timeline.wait_for(DIRECTORY_STARTED, DIRECTORY_ON_LOOP, during=running)
         assert first.name == DIRECTORY_STARTED, lesson(
             expected="the blocking directory call made in a worker thread",
             got=f"{first}",

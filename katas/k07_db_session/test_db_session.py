@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import aiosqlite  # noqa: F401 - the kata's stack, imported while pytest collects rather than inside the first spec
@@ -34,6 +33,7 @@ from dojo.timeline import (
     CatchAppErrors,
     Timeline,
     describe_error,
+    wait_until,
     within_bound,
 )
 
@@ -84,19 +84,6 @@ async def post(client: Any, body: object = ADA, *, revisit: str) -> Any:
 async def get(client: Any, path: str, *, revisit: str) -> Any:
     __tracebackhide__ = True
     return await within_bound(client.get(path), revisit=revisit)
-
-
-async def until(condition: Callable[[], bool], *, expected: str, timeline: Timeline, revisit: str) -> None:
-    """Let the app work until ``condition()`` holds; fail with the lesson after BOUND seconds."""
-    __tracebackhide__ = True
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOUND
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(
-                lesson(expected=expected, got=f"not after {BOUND:g} s", revisit=revisit) + timeline.render()
-            )
-        await asyncio.sleep(0.001)
 
 
 def expect_row(database: Any, user_id: int, *, status: str, error: str | None, revisit: str) -> None:
@@ -608,11 +595,12 @@ async def test_concurrent_registrations_each_have_a_session_of_their_own(
     mailer.hold()
     calls = [timeline.start(started_app, "POST", "/users", json=person) for person in (ADA, GRACE)]
     try:
-        await until(
+        await wait_until(
             lambda: timeline.count(EMAIL_STARTED) == 2,
             expected="both welcome emails being sent at once",
-            timeline=timeline,
+            got=lambda: f"{timeline.count(EMAIL_STARTED)} welcome email(s) being sent\n{timeline.render()}",
             revisit=QUEUED,
+            during=calls,
         )
     finally:
         mailer.release()
@@ -882,11 +870,12 @@ async def test_one_failed_registration_leaves_the_other_alone(started_app, timel
     mailer.fail_for(ADA["email"], OSError("the mail relay refused"))
     calls = [timeline.start(started_app, "POST", "/users", json=person) for person in (ADA, GRACE)]
     try:
-        await until(
+        await wait_until(
             lambda: timeline.count(EMAIL_STARTED) == 2,
             expected="both welcome emails being sent at once",
-            timeline=timeline,
+            got=lambda: f"{timeline.count(EMAIL_STARTED)} welcome email(s) being sent\n{timeline.render()}",
             revisit=QUEUED,
+            during=calls,
         )
     finally:
         mailer.release()

@@ -54,6 +54,7 @@ from dojo.timeline import (
     StillRunningError,
     Timeline,
     describe_error,
+    wait_until,
     within_bound,
 )
 from dojo.virtual_clock import VirtualClockLoop, stop_leftovers
@@ -598,23 +599,6 @@ class Server:
     async def _stop_everything(self) -> None:
         self.timeline.close()
         await stop_leftovers(set())
-
-
-async def wait_until(
-    condition: Callable[[], object], *, expected: str, got: Callable[[], object], revisit: str
-) -> None:
-    """Ask ``condition()`` (a value or an awaitable) again until it holds: at most BOUND seconds, else a lesson."""
-    __tracebackhide__ = True
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOUND
-    while not await _value(condition()):
-        if loop.time() > deadline:
-            raise AssertionError(lesson(expected=expected, got=str(await _value(got())), revisit=revisit))
-        await asyncio.sleep(0.001)
-
-
-async def _value(value: object) -> object:
-    return await value if inspect.isawaitable(value) else value
 
 
 # ---------------------------------------------------------------- fixtures
