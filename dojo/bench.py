@@ -170,12 +170,8 @@ def watch_latencies(clone: Path, env: dict[str, str], runs: int, extra: list[str
 
 
 def kata_floor_test(kata: _manifest.Kata) -> str:
-    """One trivial test importing what the kata's solution imports from outside the standard library."""
-    from dojo.grading.plan import warm_modules
-
-    stack = sorted(
-        {name.partition(".")[0] for name in warm_modules((kata,))} - set(sys.stdlib_module_names) - {"dojo", "katas"}
-    )
+    """One trivial test importing what the kata's solution and specs import from outside the standard library."""
+    stack = sorted({name.partition(".")[0] for name in kata.libraries()} - set(sys.stdlib_module_names))
     imports = "".join(f"import {name}\n" for name in stack)
     return f"{imports}\n\ndef test_trivial():\n    assert True\n"
 

@@ -78,6 +78,33 @@ class Kata:
     def points(self) -> int:
         return sum(task.points for task in self.tasks)
 
+    def libraries(self, *, code: Path | None = None) -> list[str]:
+        """What the kata's specs, conftest and code import from outside it (dotted names, in order).
+
+        ``code`` is the folder of the code whose imports count (the solution by default);
+        the files are only parsed, never run. The kata's own modules, ``dojo`` and the
+        standard library's ``__future__`` are left out.
+        """
+        import ast
+
+        own = {*self.modules, self.slug, "dojo", "katas", "solutions", "__future__"}
+        folder = self.solution_folder if code is None else code
+        names: list[str] = []
+        for path in [self.spec_path, self.folder / "conftest.py", *(folder / name for name in self.module_files)]:
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, ValueError):
+                continue  # a missing or broken file is its run's business
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found = [node.module]
+                else:
+                    continue
+                names += [name for name in found if name.partition(".")[0] not in own and name not in names]
+        return names
+
     def task(self, number: int) -> Task:
         for task in self.tasks:
             if task.number == number:

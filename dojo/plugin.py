@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -21,6 +22,7 @@ from asgi_lifespan import LifespanManager
 
 from dojo import impl as _impl
 from dojo import leaks as _leaks
+from dojo import manifest as _manifest
 from dojo.fakes import BackgroundGate, FakeClock, FakeGateway, FakeOutbox, FakeSleep
 from dojo.teach import lesson
 from dojo.timeline import CLIENT_ADDRESS, ASGIApp, CatchAppErrors, Timeline
@@ -107,9 +109,23 @@ def uses_hypothesis(spec_path: Path) -> bool:
 
 
 def pytest_pycollect_makemodule(module_path: Path) -> None:
-    """Before a spec module that uses hypothesis is imported, its settings profile exists."""
+    """Before a kata's spec module is imported: its settings profile if it has properties, and its stack.
+
+    The libraries the kata's solution stands on (FastAPI, SQLAlchemy, Celery …) are imported
+    here, while collecting, so that the first spec does not pay for them inside its time.
+    """
     if uses_hypothesis(module_path):
         _register_hypothesis_profiles(load=True)
+    if module_path.parent.parent == _manifest.KATAS_DIR:
+        import importlib
+
+        try:
+            kata = _manifest.load().get(module_path.parent.name)
+        except (KeyError, _manifest.ManifestError):
+            return
+        for name in kata.libraries():
+            with contextlib.suppress(Exception):  # only a head start: a spec that needs what failed reports it
+                importlib.import_module(name)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

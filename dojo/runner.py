@@ -543,28 +543,8 @@ def kata_imports(slug: str) -> list[str]:
     A kata may stand on more than the common stack (a task queue, an ORM): the fork
     server imports these too, once, so that no run pays for them.
     """
-    import ast
-
     kata = _manifest.load().get(slug)
-    own = {*kata.modules, kata.slug, "dojo", "katas", "solutions"}
-    names: list[str] = []
-    for path in [kata.spec_path, kata.folder / "conftest.py", *(kata.folder / name for name in kata.module_files)]:
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, ValueError):
-            continue  # a missing or broken file is the run's business, not the warm-up's
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found = [node.module]
-            else:
-                continue
-            for name in found:
-                top = name.partition(".")[0]
-                if top not in own and name not in names and top != "__future__":
-                    names.append(name)
-    return names
+    return kata.libraries(code=kata.folder)
 
 
 def _warm_for(slug: str) -> None:
