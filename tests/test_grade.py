@@ -1019,6 +1019,16 @@ def attempt(name, action):
 def f():
     pass
 
+def loopback(host):
+    import socket
+    server = socket.socket()
+    server.bind((host, 0))
+    server.listen(1)
+    try:
+        socket.create_connection(server.getsockname(), timeout=1).close()
+    finally:
+        server.close()
+
 attempt("import_the_grader", lambda: __import__("dojo.grading.recorder"))
 attempt("import_pytest", lambda: __import__("_pytest.runner"))
 attempt("gc_walk", lambda: sys.modules["gc"].get_objects())
@@ -1031,6 +1041,8 @@ attempt("write_outside", lambda: open("/tmp/kata-grade-probe-outside", "w"))
 attempt("write_inside", lambda: open(scratch / "mine.txt", "w").close())
 attempt("read_proc", lambda: open(f"/proc/{os.getppid()}/cmdline").read())
 attempt("connect", lambda: __import__("socket").create_connection(("192.0.2.1", 80), timeout=0.1))
+attempt("loopback", lambda: loopback("127.0.0.1"))
+attempt("loopback_net", lambda: loopback("127.0.0.2"))  # all of 127.0.0.0/8 is this machine
 attempt("frames", lambda: sys._getframe(1))
 attempt("exec", lambda: exec("1 + 1"))
 attempt("thread_signal", lambda: concurrent.futures.ThreadPoolExecutor(1).submit(os.kill, os.getpid(), 0).result())
@@ -1055,7 +1067,7 @@ def test_the_audit_hook_refuses_what_no_kata_needs_and_allows_what_katas_use(tmp
     )
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout.splitlines()[-1])
-    allowed = {"write_inside", "logging", "asyncio", "thread_pool"}
+    allowed = {"write_inside", "logging", "asyncio", "thread_pool", "loopback", "loopback_net"}
     assert {name: result for name, result in seen["outcomes"].items() if name in allowed} == dict.fromkeys(
         allowed, "allowed"
     )

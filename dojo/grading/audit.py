@@ -20,6 +20,7 @@ submission is marked for review.
 from __future__ import annotations
 
 import builtins
+import ipaddress
 import os
 import sys
 import threading
@@ -238,7 +239,7 @@ class Policy:
 
     def _connect(self, args: tuple[Any, ...]) -> str | None:
         address = args[1] if len(args) > 1 else None
-        if isinstance(address, tuple) and address and str(address[0]) in _LOOPBACK:
+        if isinstance(address, tuple) and address and _loopback(str(address[0])):
             return None
         if isinstance(address, (str, bytes)):  # a Unix socket: only inside its work folder
             where = self._outside(address, self.writable)
@@ -286,6 +287,16 @@ class Policy:
 
 
 _INSPECT = str(Path(__import__("inspect").__file__))
+
+
+def _loopback(host: str) -> bool:
+    """This machine: a name for it, or any address of 127.0.0.0/8 and ::1."""
+    if host in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def guard_imports(policy: Policy) -> None:
