@@ -16,6 +16,11 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+# Every kata's app is a FastAPI app: importing it (~0.5 s, pydantic included) is part of
+# starting pytest here, as httpx is, and never falls inside a spec or a kata's collection.
+# What only some katas use (SQLAlchemy, Celery, aiosmtpd …) is imported while collecting
+# their specs (``pytest_pycollect_makemodule``).
+import fastapi  # noqa: F401
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
