@@ -121,8 +121,8 @@ def create_app(settings: Settings, inventory: Inventory) -> FastAPI:
         # TODO(k14) task 1: the body is a form whose part `file` is a file; anything else is a
         # 422. Each upload gets a fresh id and a status, `queued`, which is the answer.
         # TODO(k14) task 2: the upload is stored before the answer goes out.
-        # TODO(k14) task 3: a body larger than `settings.max_upload_bytes` is refused with a 413
-        # while it is still arriving, before this function ever runs.
+        # TODO(k14) task 3: a body larger than the settings' `max_upload_bytes` is refused with a
+        # 413 while it is still arriving, before this function ever runs.
         # TODO(k14) task 4: the stored file is processed after the response, in the background.
         raise NotImplementedError("TODO(k14) task 1: accept the upload")
 
