@@ -10,6 +10,7 @@ Each spec names the README task it checks. Edit pipeline.py, not this file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import uuid
@@ -23,7 +24,7 @@ import pytest
 import python_multipart  # noqa: F401 - the form parser, imported while pytest collects
 
 from dojo.impl import kata_module
-from dojo.teach import expect_status, expect_type, lesson
+from dojo.teach import expect_json, expect_status, expect_type, lesson
 from dojo.timeline import (
     CLIENT_ADDRESS,
     RESPONSE_COMPLETE,
@@ -61,7 +62,8 @@ def counts(*pairs: tuple[str, int]) -> bytes:
     return b"".join(json.dumps({"sku": sku, "quantity": quantity}).encode() + b"\n" for sku, quantity in pairs)
 
 
-FIVE = [("AB-1", 12), ("AB-2", 0), ("CD-7", 3), ("EF-9", 40), ("GH-2", 5)]
+#: Five counts, among them the shortest sku (one character) and the longest (40, accented), and a quantity of 0.
+FIVE = [("A", 12), ("AB-2", 0), ("É" * 40, 3), ("EF-9", 40), ("GH-2", 5)]
 
 
 def sized(total: int) -> bytes:
@@ -226,8 +228,7 @@ async def test_an_upload_nobody_made_is_a_404(client):
     unknown = uuid.uuid4()
     response = await get(client, f"/uploads/{unknown}", revisit=IDS)
     expect_status(response, 404, expected=f"404 Not Found for the unknown id {unknown}", revisit=IDS)
-    detail = response.json().get("detail") if isinstance(response.json(), dict) else None
-    expect_type(detail, str, what="the 404's detail", revisit=IDS)
+    expect_json(response, {"detail": f"no upload {unknown}"}, revisit=IDS)
 
 
 @pytest.mark.task(1)
@@ -437,6 +438,17 @@ async def test_the_default_limit_is_one_mebibyte(upload_dir, inventory):
     settings = pipeline.Settings(upload_dir=upload_dir)
     limit = expect_type(settings.max_upload_bytes, int, what="the default max_upload_bytes", revisit=DEFAULTS)
     assert limit == 1_048_576, lesson(expected="max_upload_bytes 1048576 by default", got=f"{limit}", revisit=DEFAULTS)
+    try:
+        settings.max_upload_bytes = 10**12  # type: ignore[misc] - the spec tries what the app must not
+    except dataclasses.FrozenInstanceError:
+        changed = False
+    else:
+        changed = True
+    assert not changed, lesson(
+        expected="settings that cannot change once made: the limit on the route is the one they hold",
+        got="the limit could be changed after the app was built",
+        revisit=DEFAULTS,
+    )
     app = CatchAppErrors(pipeline.create_app(settings=settings, inventory=inventory))
     timeline = Timeline()
     try:
@@ -702,11 +714,24 @@ BAD_LINES = [
     b'{"sku": "IJ-4", "quantity": -1}',
     b'{"sku": "IJ-4", "quantity": "four"}',
     b'{"sku": "", "quantity": 4}',
+    json.dumps({"sku": "É" * 41, "quantity": 4}).encode(),
+    b'{"sku": "IJ-4", "quantity": true}',
     b'["IJ-4", 4]',
     b"\xff\xfe\x00 not UTF-8",
     b"",
 ]
-BAD_IDS = ["not JSON", "no quantity", "negative", "quantity as text", "empty sku", "a list", "not UTF-8", "blank line"]
+BAD_IDS = [
+    "not JSON",
+    "no quantity",
+    "negative",
+    "quantity as text",
+    "empty sku",
+    "41-character sku",
+    "quantity true",
+    "a list",
+    "not UTF-8",
+    "blank line",
+]
 
 
 def expect_one_line_reason(body: dict[str, Any], line: int | None, *, revisit: str) -> None:
