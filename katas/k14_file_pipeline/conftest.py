@@ -33,6 +33,7 @@ import pytest
 
 from dojo.fakes import on_event_loop_thread
 from dojo.impl import kata_module
+from dojo.teach import lesson
 from dojo.timeline import BOUND, Timeline
 
 pipeline = kata_module("k14_file_pipeline", "pipeline")
@@ -103,6 +104,17 @@ def _guard(tmp_path: Path) -> Iterator[WriteGuard]:
         yield GUARD
     finally:
         GUARD.root = None
+    if GUARD.refused:
+        pytest.fail(
+            "The code tried to write outside the spec's folder, and the spec refused."
+            + lesson(
+                expected="every write inside the upload folder",
+                got="; ".join(GUARD.refused),
+                revisit="task 2: nothing the app writes may land outside its upload folder, whatever name the "
+                "client sends (README: The client's name is data, not a path)",
+            ),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
