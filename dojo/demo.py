@@ -959,6 +959,45 @@ class DemoReceiver(_Console):
         self._log(f"  {name}: PROCESSED {body.decode('utf-8', errors='replace')[:200]}")
 
 
+# --------------------------------------------------------------------------- kata 14
+
+K14_UPLOADS = Path(tempfile.gettempdir()) / "kata-k14-uploads"
+
+
+def k14_settings() -> Any:
+    """Kata 14's settings for ``kata serve``: the defaults, with an upload folder in the system's temporary folder."""
+    module = sys.modules.get("k14_file_pipeline.pipeline")
+    if module is None:
+        raise DemoError("kata 14's demo collaborators need its module, k14_file_pipeline.pipeline, imported first")
+    K14_UPLOADS.mkdir(exist_ok=True)
+    sys.stdout.write(f"[demo settings] uploads are stored in {K14_UPLOADS}\n")
+    return module.Settings(upload_dir=K14_UPLOADS)
+
+
+class ConsoleInventory(_Console):
+    """Kata 14's inventory: takes ``KATA_DEMO_DELAY`` seconds per chunk, and says what it got and where it ran.
+
+    ``KATA_DEMO_FAIL=inventory`` makes every chunk fail, after the delay, as a server that is down would.
+    """
+
+    label = "demo inventory"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self.rows = 0
+
+    def save(self, counts: list[Any]) -> None:
+        """Keep one chunk of counts, blocking for ``delay`` seconds."""
+        first = getattr(counts[0], "sku", "?") if counts else "-"
+        self._log(f"saving {len(counts)} counts from {first} {_where()} (takes {self.delay:g} s)")
+        time.sleep(self.delay)
+        if _told_to_fail("inventory"):
+            self._log("the inventory is down (KATA_DEMO_FAIL=inventory)")
+            raise ConnectionError("the demo inventory is down")
+        self.rows += len(counts)
+        self._log(f"saved {len(counts)} counts; {self.rows} in all since the server started")
+
+
 def _mount_the_demo_receiver(app: Any, factory: Callable[..., Any], arguments: dict[str, Any]) -> None:
     """Kata 11: a :class:`DemoReceiver` at ``/receiver``, checking with the learner's ``verify``."""
     module = sys.modules.get(getattr(factory, "__module__", ""))
@@ -990,6 +1029,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "sender": DemoMailServer,
         "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
     },
+    "k14_file_pipeline": {"settings": k14_settings, "inventory": ConsoleInventory},
     "k17_batching": {"provider": ConsoleProvider},
     "k12_celery_handoff": {"settings": k12_settings, "celery_app": k12_celery_app},
     "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
