@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import fastapi
@@ -408,18 +409,31 @@ def test_an_event_belongs_to_the_utc_minute_in_which_it_happened(at, minute):
     )
 
 
+class NoOffset(tzinfo):
+    """A time zone that knows no offset: Python counts a time in it as naive."""
+
+    def utcoffset(self, _dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, _dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, _dt: datetime | None) -> str | None:
+        return None
+
+
 @pytest.mark.task(1)
-def test_a_time_without_an_offset_has_no_utc_minute_and_is_refused():
-    """A naive datetime is a ValueError: nobody knows which minute of UTC it was."""
-    naive = datetime(2026, 3, 29, 1, 30, 45)  # noqa: DTZ001 - the naive time the code must refuse
+@pytest.mark.parametrize("zone", [None, NoOffset()], ids=["no tzinfo", "a tzinfo with no offset"])
+def test_a_time_without_an_offset_has_no_utc_minute_and_is_refused(zone):
+    """A naive datetime is a ValueError that says why: nobody knows which minute of UTC it was."""
+    naive = datetime(2026, 3, 29, 1, 30, 45, tzinfo=zone)
+    got: object
     try:
         got = analytics.minute_of(naive)
-    except ValueError:
-        return
-    except Exception as error:  # noqa: BLE001 - anything else is the finding
+    except Exception as error:  # noqa: BLE001 - whatever comes out is the finding
         got = error
-    raise AssertionError(
-        lesson(expected="ValueError for 2026-03-29 01:30:45 with no offset", got=repr(got), revisit=NAIVE)
+    assert type(got) is ValueError and str(got).strip(), lesson(
+        expected=f"a ValueError that says why, for {naive} ({type(zone).__name__})", got=repr(got), revisit=NAIVE
     )
 
 
@@ -892,11 +906,16 @@ async def test_shutdown_in_the_middle_of_a_run_waits_until_the_worker_has_stoppe
 @pytest.mark.parametrize("period", [0.0, -1.0])
 def test_a_period_of_zero_or_less_is_refused(store, clock, period):
     """A worker with no time between runs would spin: building the app refuses it with a ValueError."""
+    got: object
     try:
-        analytics.create_app(store, clock, period=period)
-    except ValueError:
-        return
-    raise AssertionError(lesson(expected=f"ValueError for a period of {period:g}", got="an app", revisit=REFUSE_PERIOD))
+        got = analytics.create_app(store, clock, period=period)
+    except Exception as error:  # noqa: BLE001 - whatever comes out is the finding
+        got = error
+    assert type(got) is ValueError and str(got).strip(), lesson(
+        expected=f"a ValueError that says why, for a period of {period:g}",
+        got="an app" if not isinstance(got, Exception) else repr(got),
+        revisit=REFUSE_PERIOD,
+    )
 
 
 @pytest.mark.task(4)
@@ -1040,20 +1059,79 @@ async def test_each_bar_is_as_tall_as_its_count_in_proportion_to_the_busiest_min
 
 
 @pytest.mark.task(6)
-async def test_the_page_has_the_numbers_in_tables_beside_the_chart(store, clock):
-    """A row per minute (its label, its count) and a row per name (the name, its total), for every reader."""
+async def test_the_page_has_the_numbers_in_two_tables_beside_the_chart(store, clock):
+    """A table of minutes (label, count) and a table of names (name, total), each with a header row."""
     soup, _ = await page_of(store, clock, EVENTS, revisit=PAGE)
-    found = rows(soup)
-    wanted = [
-        ["2026-03-28 23:30 UTC", "2"],
-        ["2026-03-28 23:31 UTC", "1"],
-        ["2026-03-28 23:33 UTC", "2"],
-        ["page_view", "3"],
-        ["café ☕", "1"],
-        ["signup", "1"],
+    tables = [table for table in soup.find_all("table") if table.find_parent("svg") is None]
+    found = [([cell.get_text(strip=True) for cell in table.find_all("th")], rows(table)) for table in tables]
+    minutes = [["2026-03-28 23:30 UTC", "2"], ["2026-03-28 23:31 UTC", "1"], ["2026-03-28 23:33 UTC", "2"]]
+    names = [["page_view", "3"], ["café ☕", "1"], ["signup", "1"]]
+    shape = [(bool(headers), [row for row in body if row]) for headers, body in found]
+    assert shape == [(True, minutes), (True, names)], lesson(
+        expected=f"beside the chart, two tables with a header row each: rows {minutes}, then rows {names}",
+        got=f"{len(tables)} table(s) outside the chart: "
+        + "; ".join(f"header {headers or 'none'}, rows {body}" for headers, body in found),
+        revisit=PAGE,
+    )
+
+
+@pytest.mark.task(6)
+async def test_the_page_is_a_whole_document_a_browser_reads_the_same_offline(store, clock):
+    """A doctype, a head with its charset (UTF-8) and a title, a heading, the chart and the tables in the body."""
+    soup, text = await page_of(store, clock, EVENTS, revisit=PAGE)
+    head = soup.find("head")
+    charset = soup.find("meta", attrs={"charset": True})
+    title = head.find("title", recursive=False) if head is not None else None
+    svg = soup.find("svg")
+    problems = [
+        problem
+        for problem, wrong in [
+            ("no doctype first", not text.lstrip().lower().startswith("<!doctype html>")),
+            ("no head", head is None),
+            ("no meta charset of utf-8", charset is None or str(charset["charset"]).lower() != "utf-8"),
+            ("no title in the head", head is None or not title or not title.get_text(strip=True)),
+            ("the chart outside the body", svg is None or svg.find_parent("body") is None),
+            ("no h1 heading", not (soup.find("h1") and soup.find("h1").get_text(strip=True))),
+        ]
+        if wrong
     ]
-    missing = [row for row in wanted if row not in found]
-    assert not missing, lesson(expected=f"table rows {wanted}", got=f"rows {found}; missing {missing}", revisit=PAGE)
+    assert not problems, lesson(
+        expected="a whole HTML document: doctype, a head with charset UTF-8 and a title, an h1, the chart in the body",
+        got="; ".join(problems),
+        revisit=OFFLINE,
+    )
+
+
+@pytest.mark.task(6)
+async def test_the_bars_stand_side_by_side_inside_the_chart(store, clock):
+    """Each bar has a width, none overlaps the next, and all of them fit in the drawing the svg declares."""
+    bodies = [{"name": "signup", "at": f"2026-03-28T23:3{minute}:00+00:00"} for minute in (0, 0, 0, 1, 2, 2, 4)]
+    soup, _ = await page_of(store, clock, bodies, revisit=PAGE)
+    svg = soup.find("svg")
+    try:
+        box = [float(part) for part in str(svg.get("viewbox") or svg.get("viewBox") or "").replace(",", " ").split()]
+        if len(box) != 4:
+            box = [0.0, 0.0, float(svg["width"]), float(svg["height"])]
+        shapes = [tuple(float(rect.get(name, 0)) for name in ("x", "y", "width", "height")) for rect in bars(soup)]
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise AssertionError(
+            lesson(
+                expected="an svg with a viewBox (or width and height) and bars in numbers",
+                got=repr(error),
+                revisit=PAGE,
+            )
+        ) from None
+    left, top, width, height = box
+    inside = all(
+        x >= left and y >= top and x + w <= left + width + 1e-6 and y + h <= top + height + 1e-6
+        for x, y, w, h in shapes
+    )
+    apart = all(a[0] + a[2] <= b[0] + 1e-6 for a, b in itertools.pairwise(shapes))
+    assert len(shapes) == 4 and all(w > 0 for _, _, w, _ in shapes) and apart and inside, lesson(
+        expected=f"4 bars, each with a width, left to right without overlapping, inside the viewBox {box}",
+        got=f"bars (x, y, width, height): {shapes}",
+        revisit=PAGE,
+    )
 
 
 @pytest.mark.task(6)
