@@ -595,6 +595,39 @@ class ConsoleProvider(_Console):
             self._in_progress -= 1
 
 
+class ConsoleEventStore(_Console):
+    """Kata 15's event store: a list in memory; each append takes ``delay`` seconds and says so.
+
+    ``read`` prints which part of the log an aggregation run asks for (from which position,
+    how many events it gets), so the terminal shows each run and whether it reads only what
+    is new. ``KATA_DEMO_FAIL=store`` makes every read fail ("the analytics database is down"),
+    so a failed run can be watched; appends still work.
+    """
+
+    label = "demo store"
+
+    def __init__(self, delay: float | None = None, out: TextIO | None = None) -> None:
+        super().__init__(delay, out)
+        self.events: list[Any] = []
+
+    async def append(self, event: Any) -> None:
+        """Keep one event at the end of the log, after ``delay`` seconds."""
+        name, at = getattr(event, "name", "?"), getattr(event, "at", "?")
+        self._log(f"storing {name!r} at {at} (takes {self.delay:g} s)")
+        await asyncio.sleep(self.delay)
+        self.events.append(event)
+        self._log(f"stored {name!r}: event #{len(self.events) - 1} of the log")
+
+    async def read(self, start: int) -> list[Any]:
+        """Every event from position ``start`` on."""
+        if _told_to_fail("store"):
+            self._log(f"read from #{start}: DOWN ({FAIL_VAR}): raising ConnectionError")
+            raise ConnectionError("the demo analytics database is down")
+        found = self.events[start:]
+        self._log(f"aggregation run: read from #{start}, {len(found)} new event(s) of {len(self.events)}")
+        return list(found)
+
+
 class ConsoleRenderer(_Console):
     """Kata 9's report renderer: ``delay`` seconds a report, and it says how many are at work.
 
@@ -1030,6 +1063,10 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
         "secret_key": lambda: "kata serve's demo key: never use a key from a repository in production",
     },
     "k14_file_pipeline": {"settings": k14_settings, "inventory": ConsoleInventory},
+    "k15_analytics": {
+        "store": ConsoleEventStore,
+        "period": lambda: _number_from("KATA_DEMO_PERIOD", 10.0),  # seconds between aggregation runs
+    },
     "k17_batching": {"provider": ConsoleProvider},
     "k12_celery_handoff": {"settings": k12_settings, "celery_app": k12_celery_app},
     "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
