@@ -1,0 +1,617 @@
+"""Specs for kata 16: your tests, run on the given shop and on its wrong versions.
+
+Run them with
+
+    uv run pytest katas/k16_testing_tasks
+
+Each spec names the README task it checks. Edit my_tests.py, not this file, and not app.py.
+
+How it works: the specs run your my_tests.py once, in this process, with pytest itself.
+Your tests get the app's factory from the ``create_app`` fixture, and that fixture hands
+them the given app first, then, one after another, each wrong version of it (the same
+app with one mistake a developer could make). A test of yours *catches* a wrong version
+when it passes on the given app and fails on that version. Each spec below reads the
+results of that one run: your tests must all pass on the given app, and each wrong
+version must be caught by at least one of them. A failure names the behaviour that went
+unnoticed, never the wrong version's code: finding the test that would see it is the kata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastapi  # noqa: F401 - the shop's stack, imported while pytest collects rather than inside the first spec
+import freezegun  # noqa: F401 - the test stack a learner's file uses: imported once here, not in every run
+import httpx  # noqa: F401
+import pytest
+import respx  # noqa: F401
+
+from dojo.impl import active
+from dojo.teach import lesson
+
+SLUG = "k16_testing_tasks"
+LEARNER_FILE = "my_tests.py"
+GIVEN = Path(__file__).with_name("app.py")
+FIXTURE = "create_app"
+
+#: A test of yours still running after this many seconds is stopped and counted as a failure.
+TEST_LIMIT = 1.5
+#: After this many stopped tests, the rest are not run at all: the spec ends within a few seconds.
+STOPPED_LIMIT = 2
+
+
+# ---------------------------------------------------------------- the wrong versions of the shop
+
+
+@dataclass(frozen=True)
+class Wrong:
+    """One wrong version of the shop: the behaviour it gets wrong, and the change that makes it."""
+
+    name: str
+    task: int
+    unnoticed: str  # the behaviour a learner's tests did not see, in words
+    question: str  # the question that leads to the test that would see it
+    changes: tuple[tuple[str, str], ...]  # (text of app.py, what it becomes); each text stands once
+
+
+CONFIRM = "background_tasks.add_task(guarded(send_confirmation), mailer, number, order)"
+WAREHOUSE = "background_tasks.add_task(guarded(notify_warehouse), warehouse, number, order, placed_at)"
+
+WRONG_VERSIONS = (
+    Wrong(
+        "answers_200",
+        1,
+        "an order answered 200 OK instead of 202 Accepted went unnoticed",
+        "which of your tests reads the status of the answer?",
+        (("status_code=202", "status_code=200"),),
+    ),
+    Wrong(
+        "confirmation_never_sent",
+        1,
+        "an order whose confirmation is never sent went unnoticed",
+        "which of your tests looks at the emails the app sent?",
+        ((CONFIRM, "pass  # the confirmation is never queued"),),
+    ),
+    Wrong(
+        "wrong_recipient",
+        1,
+        "a confirmation sent to somebody other than the customer went unnoticed",
+        "which of your tests reads whom the email is to?",
+        (("to=str(order.email)", 'to="orders@shop.example"'),),
+    ),
+    Wrong(
+        "confirmation_sent_twice",
+        1,
+        "a customer who gets the confirmation twice went unnoticed",
+        "which of your tests counts the emails?",
+        ((CONFIRM, f"{CONFIRM}\n        {CONFIRM}"),),
+    ),
+    Wrong(
+        "every_order_is_number_one",
+        1,
+        "every order numbered 1 went unnoticed",
+        "which of your tests places a second order and reads its number?",
+        (("number = next(numbers)", "number = 1"),),
+    ),
+    Wrong(
+        "sends_before_the_response",
+        2,
+        "a confirmation sent before the response, while the client waits for it, went unnoticed",
+        "which of your tests would see the order of the two: the response's last byte, then the email?",
+        ((CONFIRM, "await guarded(send_confirmation)(mailer, number, order)"),),
+    ),
+    Wrong(
+        "a_failure_stops_the_next_task",
+        3,
+        "a failing email that stops the warehouse call, and escapes the app, went unnoticed",
+        "which of your tests makes the mail server fail, and then looks at the warehouse?",
+        (
+            ("add_task(guarded(send_confirmation),", "add_task(send_confirmation,"),
+            ("add_task(guarded(notify_warehouse),", "add_task(notify_warehouse,"),
+        ),
+    ),
+    Wrong(
+        "a_failure_is_not_logged",
+        3,
+        "a failing task that nobody logs went unnoticed",
+        "which of your tests reads the log when a task fails?",
+        (('logger.exception("background task %s failed", task.__name__)', "pass"),),
+    ),
+    Wrong(
+        "a_failure_is_logged_as_a_warning",
+        3,
+        "a failing task logged as a warning, without its traceback, went unnoticed",
+        "which of your tests checks the level of the record and the exception it carries?",
+        (("logger.exception(", "logger.warning("),),
+    ),
+    Wrong(
+        "warehouse_never_told",
+        4,
+        "an order the warehouse never hears of went unnoticed",
+        "which of your tests looks at what reached the warehouse?",
+        ((WAREHOUSE, "pass  # the warehouse is never told"),),
+    ),
+    Wrong(
+        "warehouse_told_one_of_each",
+        4,
+        "the warehouse told to ship one of each item, whatever the quantity ordered, went unnoticed",
+        "which of your tests orders more than one and reads the quantity the warehouse got?",
+        (('"quantity": order.quantity,', '"quantity": 1,'),),
+    ),
+    Wrong(
+        "time_without_its_offset",
+        4,
+        "a time sent to the warehouse without its UTC offset went unnoticed",
+        "which of your tests freezes the clock and compares the exact time the warehouse got?",
+        (("datetime.now(timezone.utc)", "datetime.now()"),),
+    ),
+)
+VERSION_IDS = {wrong.name: f"k16shop{number:02d}" for number, wrong in enumerate(WRONG_VERSIONS, start=1)}
+GIVEN_ID = "k16shop00"
+
+
+def shop_factories() -> dict[str, Callable[..., Any]]:
+    """``create_app`` of the given shop (first) and of each wrong version, built from app.py's text."""
+    source = GIVEN.read_text(encoding="utf-8")
+    factories = {GIVEN_ID: _load_shop(GIVEN_ID, source)}
+    for wrong in WRONG_VERSIONS:
+        text = source
+        for old, new in wrong.changes:
+            if text.count(old) != 1:
+                raise RuntimeError(f"wrong version {wrong.name}: {old!r} stands {text.count(old)} times in app.py")
+            text = text.replace(old, new)
+        factories[VERSION_IDS[wrong.name]] = _load_shop(VERSION_IDS[wrong.name], text)
+    return factories
+
+
+def _load_shop(version: str, source: str) -> Callable[..., Any]:
+    name = f"{SLUG}_{version}"
+    module = sys.modules.get(name)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    if module is None or getattr(module, "_k16_source", None) != digest:
+        module = types.ModuleType(name)
+        module.__file__ = str(GIVEN)
+        sys.modules[name] = module  # pydantic resolves the model's annotations through it
+        exec(compile(source, str(GIVEN), "exec"), module.__dict__)  # noqa: S102 - our own app.py, one change applied
+        module._k16_source = digest  # noqa: SLF001 - our own marker
+    return module.create_app
+
+
+# ---------------------------------------------------------------- running the learner's tests
+
+
+class Stopped(BaseException):  # noqa: N818 - what happened to the test, said plainly
+    """Raised into a test of the learner's that ran past :data:`TEST_LIMIT` (a BaseException: no ``except Exception`` keeps it)."""
+
+
+@dataclass
+class Result:
+    """How one test of the learner's ended on one version of the shop."""
+
+    outcome: str = "passed"  # passed, failed, skipped, stopped
+    message: str = ""
+
+
+@dataclass
+class Run:
+    """What one run of the learner's file gave: per test, per version of the shop."""
+
+    problem: str = ""  # the file did not import, or pytest could not run it
+    results: dict[str, dict[str, Result]] = field(default_factory=dict)  # test -> version (or "") -> result
+    sleeps: dict[str, list[str]] = field(default_factory=dict)  # test -> the real waits it made
+    not_run: list[str] = field(default_factory=list)  # tests not run: the run's time was spent
+
+    @property
+    def tests(self) -> list[str]:
+        return list(self.results)
+
+    def on_given(self, test: str) -> Result:
+        versions = self.results[test]
+        return versions.get(GIVEN_ID) or versions.get("") or Result("failed", "not run")
+
+    def passing_on_given(self) -> list[str]:
+        return [test for test in self.tests if self.on_given(test).outcome == "passed"]
+
+    def catchers(self, wrong: Wrong) -> list[str]:
+        """The tests that pass on the given shop and fail on this wrong version."""
+        version = VERSION_IDS[wrong.name]
+        return [
+            test
+            for test in self.passing_on_given()
+            if (result := self.results[test].get(version)) is not None and result.outcome != "passed"
+        ]
+
+
+def _alarm_available() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise :class:`Stopped` into the code running after ``seconds`` (again every 50 ms, until it ends).
+
+    The process's own alarm (pytest-timeout, when grading) is put back as it was, minus the
+    time spent, or left alone when it would ring first.
+    """
+    if not _alarm_available() or seconds <= 0:
+        yield
+        return
+    outer_handler = signal.getsignal(signal.SIGALRM)
+    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if 0 < outer_delay <= seconds:
+        yield
+        return
+
+    def ring(_signum: int, _frame: object) -> None:
+        raise Stopped(what)
+
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_delay > 0:
+            left = outer_delay - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), outer_interval)
+
+
+_ID_PART = re.compile(r"(?:(?<=\[)|-)k16shop\d\d(?=[\]-])|(?<=\[)k16shop\d\d-")
+
+
+def _test_name(item: pytest.Item) -> str:
+    name = _ID_PART.sub("", item.name)
+    return name.removesuffix("[]")
+
+
+class Harness:
+    """The plugin of the inner run: the ``create_app`` fixture, a time limit per test, real waits noted."""
+
+    def __init__(self, factories: dict[str, Callable[..., Any]], run: Run) -> None:
+        self.factories = factories
+        self.run = run
+        self.current: str | None = None
+        self.spent: dict[str, float] = {}
+        self.stopped: set[str] = set()
+        self.saved: list[tuple[object, str, object]] = []
+        self.caught: set[str] = set()  # the wrong versions a test has caught
+        self.unneeded: set[str] = set()  # runs skipped: not needed for any verdict
+
+    # -- real waits
+
+    def pytest_configure(self, config: pytest.Config) -> None:  # noqa: ARG002 - the hook's signature
+        real_sleep, real_asleep = time.sleep, asyncio.sleep
+
+        def sleep(seconds: float) -> None:
+            self._note_wait("time.sleep", seconds)
+            real_sleep(seconds)
+
+        async def asleep(seconds: float, result: object = None) -> object:
+            self._note_wait("asyncio.sleep", seconds)
+            return await real_asleep(seconds, result)
+
+        for owner, name, replacement in ((time, "sleep", sleep), (asyncio, "sleep", asleep)):
+            self.saved.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, replacement)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:  # noqa: ARG002 - the hook's signature
+        for owner, name, original in reversed(self.saved):
+            setattr(owner, name, original)
+        self.saved.clear()
+
+    def _note_wait(self, how: str, seconds: object) -> None:
+        if self.current is not None and isinstance(seconds, (int, float)) and seconds > 0:
+            waits = self.run.sleeps.setdefault(self.current, [])
+            if len(waits) < 5:
+                waits.append(f"{how}({seconds:g})")
+
+    # -- each test: bounded, its outcome kept per version
+
+    def _version(self, item: pytest.Item) -> str:
+        callspec = getattr(item, "callspec", None)
+        return str(callspec.params.get(FIXTURE, "")) if callspec is not None else ""
+
+    def _phase(self, item: pytest.Item) -> Iterator[None]:
+        name = _test_name(item)
+        self.current = name
+        if name in self.stopped:
+            raise Stopped(f"{name} was stopped on an earlier run: not run again")
+        if len(self.stopped) >= STOPPED_LIMIT:
+            if name not in self.run.not_run:
+                self.run.not_run.append(name)
+            raise Stopped("not run: earlier tests used up the time")
+        left = TEST_LIMIT - self.spent.get(item.nodeid, 0.0)
+        started = time.monotonic()
+        try:
+            with time_limit(left, f"{name} was still running after {TEST_LIMIT:g} s: stopped"):
+                yield
+        finally:
+            self.spent[item.nodeid] = self.spent.get(item.nodeid, 0.0) + time.monotonic() - started
+            self.current = None
+
+    @pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest's own wrappers: they set up what teardown needs
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        version = self._version(item)
+        if version not in {"", GIVEN_ID}:
+            given = self.run.results.get(_test_name(item), {}).get(GIVEN_ID)
+            if given is None or given.outcome != "passed" or version in self.caught:
+                # A test that fails on the given shop says nothing of a wrong one, and one catch
+                # is enough: the rest of this version's runs are not needed.
+                self.unneeded.add(item.nodeid)
+                raise pytest.skip.Exception("not needed")
+        return (yield from self._phase(item))
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from self._phase(item))
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from self._phase(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if item.nodeid in self.unneeded:
+            return report
+        name, version = _test_name(item), self._version(item)
+        result = self.run.results.setdefault(name, {}).setdefault(version, Result())
+        stopped = call.excinfo is not None and call.excinfo.errisinstance(Stopped)
+        if stopped:
+            self.stopped.add(name)
+        if result.outcome != "passed":
+            return report
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = crash.message if crash is not None else str(report.longrepr)
+            result.outcome = "stopped" if stopped else "failed"
+            if version not in {"", GIVEN_ID}:
+                self.caught.add(version)
+            result.message = f"{'error in ' + call.when + ': ' if call.when != 'call' else ''}{text}"[:600]
+        elif report.skipped:
+            result.outcome = "skipped"
+            result.message = "xfail" if hasattr(report, "wasxfail") else "skipped"
+        return report
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.run.problem:
+            self.run.problem = str(report.longreprtext)[-1500:]
+
+
+def shop_fixture(factories: dict[str, Callable[..., Any]]) -> object:
+    """A plugin holding the ``create_app`` fixture: one parameter per version of the shop, the given one first."""
+
+    @pytest.fixture(name=FIXTURE, scope="session", params=list(factories), ids=list(factories))
+    def create_app(_self: object, request: pytest.FixtureRequest) -> Callable[..., Any]:
+        """The shop's ``create_app(mailer, warehouse)``: build the app with your own fakes."""
+        return factories[request.param]
+
+    return type("ShopVersions", (), {"create_app": create_app})()
+
+
+_RUNS: dict[tuple[str, str], Run] = {}
+
+
+def learner_file() -> Path:
+    return active().kata_dir(SLUG) / LEARNER_FILE
+
+
+def run_learner_tests(path: Path) -> Run:
+    """Run the learner's file with pytest, in this process, on every version of the shop (once per content)."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        return Run(problem=f"{path} cannot be read: {error.strerror}")
+    key = (str(path), hashlib.sha256(content).hexdigest())
+    if key in _RUNS:
+        return _RUNS[key]
+    run = Run()
+    factories = shop_factories()
+    harness = Harness(factories, run)
+    fixtures = shop_fixture(factories)
+    arguments = [
+        str(path),
+        "-c",
+        os.devnull,  # no settings file: the learner's own settings stay out
+        "--rootdir",
+        str(path.parent),
+        "--noconftest",
+        "--import-mode=importlib",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:dojo.plugin",
+        *(() if b"hypothesis" in content else ("-p", "no:hypothesispytest")),
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-q",
+        "--tb=line",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    ]
+    before = set(sys.modules)
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            status = pytest.main(arguments, plugins=[harness, fixtures])
+    finally:
+        for name in set(sys.modules) - before:
+            module = sys.modules.get(name)
+            if getattr(module, "__file__", None) and str(module.__file__).startswith(str(path.parent)):
+                del sys.modules[name]
+    if not run.problem and status in {pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, 4}:
+        run.problem = output.getvalue()[-1500:] or f"pytest stopped: {status!r}"
+    _RUNS[key] = run
+    return run
+
+
+@pytest.fixture(name="run")
+def _run() -> Run:
+    """The learner's tests, run once on the given shop and each wrong version (cached by the file's content)."""
+    return run_learner_tests(learner_file())
+
+
+# ---------------------------------------------------------------- what the specs say
+
+
+def show(tests: list[str]) -> str:
+    return ", ".join(tests) if tests else "none"
+
+
+def given_failures(run: Run) -> list[str]:
+    return [
+        f"{test}: {run.on_given(test).outcome}: {run.on_given(test).message.strip().splitlines()[0] if run.on_given(test).message.strip() else ''}"
+        for test in run.tests
+        if run.on_given(test).outcome != "passed"
+    ]
+
+
+def check_caught(run: Run, wrong: Wrong, *, revisit: str) -> None:
+    """Fail, naming the behaviour that went unnoticed, unless a test passing on the given shop fails on ``wrong``."""
+    __tracebackhide__ = True
+    if run.problem:
+        pytest.fail(
+            f"Your tests could not run, so no wrong version can be caught: {wrong.unnoticed}."
+            + lesson(expected="my_tests.py imports and pytest collects its tests", got=run.problem, revisit=revisit),
+            pytrace=False,
+        )
+    caught = run.catchers(wrong)
+    failing_anyway = [test for test in run.tests if run.on_given(test).outcome != "passed"]
+    got = f"all {len(run.passing_on_given())} of your tests that pass on the given shop pass on it too"
+    if failing_anyway:
+        got += f"; these fail on the given shop as well, so their failing says nothing: {show(failing_anyway)}"
+    if not run.tests:
+        got = "my_tests.py has no test"
+    assert caught, (
+        f"A wrong version of the shop passed all your tests: {wrong.unnoticed}. {wrong.question.capitalize()}"
+        + lesson(
+            expected="at least one test that passes on the given shop and fails on this wrong version",
+            got=got,
+            revisit=revisit,
+        )
+    )
+
+
+def _by_task(task: int) -> list[Wrong]:
+    return [wrong for wrong in WRONG_VERSIONS if wrong.task == task]
+
+
+def _ids(wrongs: list[Wrong]) -> list[str]:
+    return [wrong.name for wrong in wrongs]
+
+
+# ---------------------------------------------------------------- task 1: the answer and the email
+
+
+@pytest.mark.task(1)
+def test_your_tests_run_the_given_shop_and_all_pass_on_it(run: Run) -> None:
+    """my_tests.py imports, has tests, each passes on the given shop, and at least one runs the shop."""
+    revisit = "task 1: your tests get the shop from the fixture, build it with fakes of their own, and pass on it as it is given (README: Where your tests get the app)"
+    assert not run.problem, "Your test file could not be run." + lesson(
+        expected="my_tests.py imports and pytest collects its tests", got=run.problem, revisit=revisit
+    )
+    assert run.tests, "my_tests.py has no test for pytest to run." + lesson(
+        expected="test functions whose names start with test", got="none collected", revisit=revisit
+    )
+    failing = given_failures(run)
+    assert not failing, "The shop as given is correct: a test that fails on it is a wrong test." + lesson(
+        expected="every test passes on the given shop (a skipped or expected-to-fail test proves nothing)",
+        got="\n".join(failing),
+        revisit=revisit,
+    )
+    using = [test for test in run.tests if set(run.results[test]) != {""}]
+    assert using, "None of your tests runs the shop: they can pass, and they can never catch anything." + lesson(
+        expected="tests that ask for the create_app fixture and send the app a request",
+        got=f"{len(run.tests)} tests, none of them asks for the fixture",
+        revisit=revisit,
+    )
+
+
+@pytest.mark.task(1)
+def test_your_tests_wait_for_the_app_and_never_for_the_clock(run: Run) -> None:
+    """No test of yours sleeps for real: a test waits for the app to finish, not for time to pass."""
+    revisit = "task 1: the test client returns once the background tasks have run, so a test never needs to wait for time to pass (README: The test client waits for the tasks)"
+    assert run.passing_on_given(), "None of your tests passes on the given shop yet: there is nothing to judge." + lesson(
+        expected="tests that pass on the given shop without waiting for the clock",
+        got=show(given_failures(run)) if run.tests else "no test",
+        revisit=revisit,
+    )
+    waits = [f"{test}: {', '.join(calls)}" for test, calls in run.sleeps.items()]
+    assert not waits, "A test that sleeps is slow on a fast machine and wrong on a slow one." + lesson(
+        expected="no real sleep in any test",
+        got="\n".join(waits),
+        revisit=revisit,
+    )
+
+
+@pytest.mark.task(1)
+@pytest.mark.parametrize("wrong", _by_task(1), ids=_ids(_by_task(1)))
+def test_your_tests_catch_a_wrong_answer_or_a_wrong_email(run: Run, wrong: Wrong) -> None:
+    """Each wrong answer, missing, misaddressed, doubled or misnumbered email fails one of your tests."""
+    check_caught(
+        run,
+        wrong,
+        revisit="task 1: compare the whole answer and every email sent, exactly, over more than one order (README: A test must fail on a wrong app)",
+    )
+
+
+# ---------------------------------------------------------------- task 2: the response first
+
+
+@pytest.mark.task(2)
+@pytest.mark.parametrize("wrong", _by_task(2), ids=_ids(_by_task(2)))
+def test_your_tests_catch_an_email_sent_before_the_response(run: Run, wrong: Wrong) -> None:
+    """An app that sends the confirmation before it answers fails one of your tests."""
+    check_caught(
+        run,
+        wrong,
+        revisit="task 2: note in one list when the response's last byte leaves and when the email goes, then compare the order (README: Seeing the order with one raw call)",
+    )
+
+
+# ---------------------------------------------------------------- task 3: a failing task
+
+
+@pytest.mark.task(3)
+@pytest.mark.parametrize("wrong", _by_task(3), ids=_ids(_by_task(3)))
+def test_your_tests_catch_a_failure_handled_badly(run: Run, wrong: Wrong) -> None:
+    """A failure that stops the next task, or goes unlogged, or is logged as a warning, fails one of your tests."""
+    check_caught(
+        run,
+        wrong,
+        revisit="task 3: give the app a mail server that fails, then check that the warehouse still heard and that one error record carries the exception (README: Making a task fail)",
+    )
+
+
+# ---------------------------------------------------------------- task 4: the warehouse and the clock
+
+
+@pytest.mark.task(4)
+@pytest.mark.parametrize("wrong", _by_task(4), ids=_ids(_by_task(4)))
+def test_your_tests_catch_a_wrong_call_to_the_warehouse(run: Run, wrong: Wrong) -> None:
+    """A warehouse never told, told the wrong quantity, or given a time without its offset fails one of your tests."""
+    check_caught(
+        run,
+        wrong,
+        revisit="task 4: let a mock router answer the warehouse, freeze the clock, and compare the whole request it received (README: The outside world: a mock router and a frozen clock)",
+    )
