@@ -167,7 +167,9 @@ def parse(data: dict) -> Manifest:
         if [task.number for task in tasks] != list(range(1, len(tasks) + 1)):
             raise ManifestError(f"{kata.slug}: tasks must be numbered 1, 2, 3 … in order")
         if kata.module_kind not in {"code", "tests"}:
-            raise ManifestError(f"{kata.slug}: module_kind is 'code' (the default) or 'tests', not {kata.module_kind!r}")
+            raise ManifestError(
+                f"{kata.slug}: module_kind is 'code' (the default) or 'tests', not {kata.module_kind!r}"
+            )
         servable = (*kata.modules, *(name.removesuffix(".py") for name in kata.given))
         if kata.serve is not None and (kata.serve.partition(":")[0] not in servable or ":" not in kata.serve):
             raise ManifestError(f"{kata.slug}: serve must be 'module:factory' with one of its modules {servable}")

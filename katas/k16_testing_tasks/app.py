@@ -54,7 +54,9 @@ class Order(BaseModel):
 
 async def send_confirmation(mailer: Mailer, number: int, order: Order) -> None:
     """Email the customer that their order is confirmed."""
-    await mailer.asend(to=str(order.email), subject=f"Order {number} confirmed", body=f"{order.quantity} x {order.item}")
+    await mailer.asend(
+        to=str(order.email), subject=f"Order {number} confirmed", body=f"{order.quantity} x {order.item}"
+    )
 
 
 async def notify_warehouse(warehouse: httpx.AsyncClient, number: int, order: Order, placed_at: datetime) -> None:

@@ -194,8 +194,11 @@ def _load_shop(version: str, source: str) -> Callable[..., Any]:
 # ---------------------------------------------------------------- running the learner's tests
 
 
-class Stopped(BaseException):  # noqa: N818 - what happened to the test, said plainly
-    """Raised into a test of the learner's that ran past :data:`TEST_LIMIT` (a BaseException: no ``except Exception`` keeps it)."""
+class Stopped(BaseException):
+    """Raised into a learner's test that ran past :data:`TEST_LIMIT`.
+
+    A BaseException: no ``except Exception`` in the test keeps it.
+    """
 
 
 @dataclass
@@ -479,11 +482,14 @@ def show(tests: list[str]) -> str:
 
 
 def given_failures(run: Run) -> list[str]:
-    return [
-        f"{test}: {run.on_given(test).outcome}: {run.on_given(test).message.strip().splitlines()[0] if run.on_given(test).message.strip() else ''}"
-        for test in run.tests
-        if run.on_given(test).outcome != "passed"
-    ]
+    """Each test that does not pass on the given shop, with how it ended and the first line of why."""
+    lines = []
+    for test in run.tests:
+        result = run.on_given(test)
+        if result.outcome != "passed":
+            first = result.message.strip().splitlines()[0] if result.message.strip() else ""
+            lines.append(f"{test}: {result.outcome}: {first}")
+    return lines
 
 
 def check_caught(run: Run, wrong: Wrong, *, revisit: str) -> None:
@@ -522,45 +528,55 @@ def _ids(wrongs: list[Wrong]) -> list[str]:
 
 # ---------------------------------------------------------------- task 1: the answer and the email
 
+RUN_THE_SHOP = (
+    "task 1: your tests get the shop from the fixture, build it with fakes of their own, "
+    "and pass on it as it is given (README: Where your tests get the app)"
+)
+NO_REAL_WAITS = (
+    "task 1: the test client returns once the background tasks have run, so a test never "
+    "needs to wait for time to pass (README: The test client waits for the tasks)"
+)
+
 
 @pytest.mark.task(1)
 def test_your_tests_run_the_given_shop_and_all_pass_on_it(run: Run) -> None:
     """my_tests.py imports, has tests, each passes on the given shop, and at least one runs the shop."""
-    revisit = "task 1: your tests get the shop from the fixture, build it with fakes of their own, and pass on it as it is given (README: Where your tests get the app)"
     assert not run.problem, "Your test file could not be run." + lesson(
-        expected="my_tests.py imports and pytest collects its tests", got=run.problem, revisit=revisit
+        expected="my_tests.py imports and pytest collects its tests", got=run.problem, revisit=RUN_THE_SHOP
     )
     assert run.tests, "my_tests.py has no test for pytest to run." + lesson(
-        expected="test functions whose names start with test", got="none collected", revisit=revisit
+        expected="test functions whose names start with test", got="none collected", revisit=RUN_THE_SHOP
     )
     failing = given_failures(run)
     assert not failing, "The shop as given is correct: a test that fails on it is a wrong test." + lesson(
         expected="every test passes on the given shop (a skipped or expected-to-fail test proves nothing)",
         got="\n".join(failing),
-        revisit=revisit,
+        revisit=RUN_THE_SHOP,
     )
     using = [test for test in run.tests if set(run.results[test]) != {""}]
     assert using, "None of your tests runs the shop: they can pass, and they can never catch anything." + lesson(
         expected="tests that ask for the create_app fixture and send the app a request",
         got=f"{len(run.tests)} tests, none of them asks for the fixture",
-        revisit=revisit,
+        revisit=RUN_THE_SHOP,
     )
 
 
 @pytest.mark.task(1)
 def test_your_tests_wait_for_the_app_and_never_for_the_clock(run: Run) -> None:
     """No test of yours sleeps for real: a test waits for the app to finish, not for time to pass."""
-    revisit = "task 1: the test client returns once the background tasks have run, so a test never needs to wait for time to pass (README: The test client waits for the tasks)"
-    assert run.passing_on_given(), "None of your tests passes on the given shop yet: there is nothing to judge." + lesson(
-        expected="tests that pass on the given shop without waiting for the clock",
-        got=show(given_failures(run)) if run.tests else "no test",
-        revisit=revisit,
+    assert run.passing_on_given(), (
+        "None of your tests passes on the given shop yet: there is nothing to judge."
+        + lesson(
+            expected="tests that pass on the given shop without waiting for the clock",
+            got=show(given_failures(run)) if run.tests else "no test",
+            revisit=NO_REAL_WAITS,
+        )
     )
     waits = [f"{test}: {', '.join(calls)}" for test, calls in run.sleeps.items()]
     assert not waits, "A test that sleeps is slow on a fast machine and wrong on a slow one." + lesson(
         expected="no real sleep in any test",
         got="\n".join(waits),
-        revisit=revisit,
+        revisit=NO_REAL_WAITS,
     )
 
 
@@ -571,7 +587,10 @@ def test_your_tests_catch_a_wrong_answer_or_a_wrong_email(run: Run, wrong: Wrong
     check_caught(
         run,
         wrong,
-        revisit="task 1: compare the whole answer and every email sent, exactly, over more than one order (README: A test must fail on a wrong app)",
+        revisit=(
+            "task 1: compare the whole answer and every email sent, exactly, over more than one "
+            "order (README: A test must fail on a wrong app)"
+        ),
     )
 
 
@@ -585,7 +604,10 @@ def test_your_tests_catch_an_email_sent_before_the_response(run: Run, wrong: Wro
     check_caught(
         run,
         wrong,
-        revisit="task 2: note in one list when the response's last byte leaves and when the email goes, then compare the order (README: Seeing the order with one raw call)",
+        revisit=(
+            "task 2: note in one list when the response's last byte leaves and when the email "
+            "goes, then compare the order (README: Seeing the order with one raw call)"
+        ),
     )
 
 
@@ -599,7 +621,10 @@ def test_your_tests_catch_a_failure_handled_badly(run: Run, wrong: Wrong) -> Non
     check_caught(
         run,
         wrong,
-        revisit="task 3: give the app a mail server that fails, then check that the warehouse still heard and that one error record carries the exception (README: Making a task fail)",
+        revisit=(
+            "task 3: give the app a mail server that fails, then check that the warehouse still "
+            "heard and that one error record carries the exception (README: Making a task fail)"
+        ),
     )
 
 
@@ -613,5 +638,9 @@ def test_your_tests_catch_a_wrong_call_to_the_warehouse(run: Run, wrong: Wrong) 
     check_caught(
         run,
         wrong,
-        revisit="task 4: let a mock router answer the warehouse, freeze the clock, and compare the whole request it received (README: The outside world: a mock router and a frozen clock)",
+        revisit=(
+            "task 4: let a mock router answer the warehouse, freeze the clock, and compare the "
+            "whole request it received (README: The outside world: a mock router and a frozen "
+            "clock)"
+        ),
     )

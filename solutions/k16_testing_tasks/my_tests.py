@@ -147,7 +147,12 @@ async def test_a_rejected_order_queues_nothing(
     client: httpx.AsyncClient, mailer: RecordingMailer, warehouse: respx.Router
 ) -> None:
     """A body that breaks the rules is a 422, and nobody hears of it."""
-    for body in (ORDER | {"quantity": 0}, ORDER | {"quantity": 11}, ORDER | {"email": "not an address"}, {"item": "Teapot"}):
+    for body in (
+        ORDER | {"quantity": 0},
+        ORDER | {"quantity": 11},
+        ORDER | {"email": "not an address"},
+        {"item": "Teapot"},
+    ):
         response = await client.post("/orders", json=body)
         assert response.status_code == 422, body
     assert mailer.sent == []
