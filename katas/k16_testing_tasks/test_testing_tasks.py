@@ -564,13 +564,11 @@ def test_your_tests_run_the_given_shop_and_all_pass_on_it(run: Run) -> None:
 @pytest.mark.task(1)
 def test_your_tests_wait_for_the_app_and_never_for_the_clock(run: Run) -> None:
     """No test of yours sleeps for real: a test waits for the app to finish, not for time to pass."""
-    assert run.passing_on_given(), (
-        "None of your tests passes on the given shop yet: there is nothing to judge."
-        + lesson(
-            expected="tests that pass on the given shop without waiting for the clock",
-            got=show(given_failures(run)) if run.tests else "no test",
-            revisit=NO_REAL_WAITS,
-        )
+    running = [test for test in run.passing_on_given() if set(run.results[test]) != {""}]
+    assert running, "None of your tests runs the shop and passes on it yet: there is nothing to judge." + lesson(
+        expected="tests that run the given shop and pass on it, without waiting for the clock",
+        got=f"{len(run.passing_on_given())} of your {len(run.tests)} tests pass on it, none of them runs it",
+        revisit=NO_REAL_WAITS,
     )
     waits = [f"{test}: {', '.join(calls)}" for test, calls in run.sleeps.items()]
     assert not waits, "A test that sleeps is slow on a fast machine and wrong on a slow one." + lesson(
