@@ -1196,13 +1196,15 @@ def attempt(name, module):
         outcomes[f"{where}: {name}"] = "refused" if "refused by the grader" in str(error) else f"other: {error}"
 
 for module in ("pytest", "pytest_asyncio", "hypothesis.strategies", "respx", "freezegun", "_pytest.runner",
-               "pluggy", "dojo.grading.recorder", "gc", "ctypes", "pytest_timeout"):
+               "pluggy", "dojo.grading.recorder", "gc", "ctypes", "pytest_timeout", "_pytest.assertion.rewrite"):
     attempt(module, module)
 """
 
 
 def test_the_audit_hook_lets_a_test_file_kata_import_the_test_libraries_and_nothing_more(tmp_path):
     """Kata 16's module is a test file: pytest, pytest-asyncio and hypothesis are allowed to it, to no other module.
+
+    (And ``_pytest.assertion.rewrite``, by that name only: pytest's rewriting adds that import to every test module.)
 
     Which modules are test files the hook reads from the manifest (``module_kind = "tests"``).
     """
@@ -1224,7 +1226,7 @@ def test_the_audit_hook_lets_a_test_file_kata_import_the_test_libraries_and_noth
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout.splitlines()[-1])["outcomes"]
     libraries = {"respx", "freezegun"}  # ordinary libraries: allowed to every kata's code
-    test_libraries = {"pytest", "pytest_asyncio", "hypothesis.strategies"}
+    test_libraries = {"pytest", "pytest_asyncio", "hypothesis.strategies", "_pytest.assertion.rewrite"}
     refused = {"_pytest.runner", "pluggy", "dojo.grading.recorder", "gc", "ctypes", "pytest_timeout"}
     expected = {}
     for where, allowed in (

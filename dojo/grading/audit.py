@@ -56,6 +56,9 @@ FORBIDDEN_MODULES = frozenset(
 #: allowed to that file alone. Their internals (``_pytest``, ``pluggy``, the plugins' own
 #: modules) and everything else above stay refused to it too.
 TEST_LIBRARIES = frozenset({"pytest", "pytest_asyncio", "hypothesis"})
+#: What pytest's assertion rewriting puts at the top of every test module it rewrites
+#: (``import _pytest.assertion.rewrite as @pytest_ar``): allowed to a test file by that exact name.
+REWRITTEN_TEST_IMPORTS = frozenset({"_pytest.assertion.rewrite"})
 #: Frames of the import machinery are not the importer.
 _IMPORT_MACHINERY = ("<frozen importlib", str(Path(__import__("importlib").__file__).parent))
 #: Attributes that hand out frames or code: a spec's frames hold its verdict.
@@ -183,7 +186,9 @@ class Policy:
         importer = self._first_caller(self.local.frame, _IMPORT_MACHINERY)
         if not self._is_student(importer):
             return None
-        if name.partition(".")[0] in TEST_LIBRARIES and importer.f_code.co_filename in self.test_files:
+        if importer.f_code.co_filename in self.test_files and (
+            name.partition(".")[0] in TEST_LIBRARIES or name in REWRITTEN_TEST_IMPORTS
+        ):
             return None  # a learner's test file imports the test libraries, as any test suite does
         return f"importing {name}"
 

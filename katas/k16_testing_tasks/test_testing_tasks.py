@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import io
+import logging
 import os
 import re
 import signal
@@ -50,6 +52,14 @@ FIXTURE = "create_app"
 
 #: A test of yours still running after this many seconds is stopped and counted as a failure.
 TEST_LIMIT = 1.5
+#: The spec's own time limit (pytest-timeout's alarm, when grading) is left this much room.
+OUTER_MARGIN = 0.2
+#: What a test is told when the spec itself runs out of time: its version is run again later.
+OUT_OF_TIME = "the spec ran out of its own time"
+#: A version no spec is waiting for is left for later when the spec's own alarm is this close.
+DEFER_AT = 2.0
+#: A teardown gets at least this long, even after its test used up its time: pytest's clean-up is in it.
+TEARDOWN_LIMIT = 0.5
 #: After this many stopped tests, the rest are not run at all: the spec ends within a few seconds.
 STOPPED_LIMIT = 2
 
@@ -217,10 +227,14 @@ class Run:
     results: dict[str, dict[str, Result]] = field(default_factory=dict)  # test -> version (or "") -> result
     sleeps: dict[str, list[str]] = field(default_factory=dict)  # test -> the real waits it made
     not_run: list[str] = field(default_factory=list)  # tests not run: the run's time was spent
+    versions_run: set[str] = field(default_factory=set)  # the versions of the shop the tests were run on
 
     @property
     def tests(self) -> list[str]:
         return list(self.results)
+
+    def __repr__(self) -> str:
+        return f"<your tests: {len(self.results)}, run on {len(self.versions_run)} version(s) of the shop>"
 
     def on_given(self, test: str) -> Result:
         versions = self.results[test]
@@ -243,23 +257,31 @@ def _alarm_available() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
 
+def outer_alarm() -> float:
+    """Seconds until the process's own alarm rings (pytest-timeout's, when grading); 0 when none is set."""
+    return signal.getitimer(signal.ITIMER_REAL)[0] if _alarm_available() else 0.0
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Raise :class:`Stopped` into the code running after ``seconds`` (again every 50 ms, until it ends).
 
     The process's own alarm (pytest-timeout, when grading) is put back as it was, minus the
-    time spent, or left alone when it would ring first.
+    time spent. When it would ring first, this one rings just before it, with
+    :data:`OUT_OF_TIME`: the learner's test is not to blame, and the spec's own time limit
+    then rings as soon as the run is over.
     """
     if not _alarm_available() or seconds <= 0:
         yield
         return
     outer_handler = signal.getsignal(signal.SIGALRM)
     outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
-    if 0 < outer_delay <= seconds:
-        yield
-        return
+    if 0 < outer_delay <= seconds + OUTER_MARGIN:
+        seconds, what = max(outer_delay - OUTER_MARGIN, 0.001), OUT_OF_TIME
+    rang = []
 
     def ring(_signum: int, _frame: object) -> None:
+        rang.append(what)
         raise Stopped(what)
 
     started = time.monotonic()
@@ -271,8 +293,15 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, outer_handler)
         if outer_delay > 0:
-            left = outer_delay - (time.monotonic() - started)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), outer_interval)
+            left = max(outer_delay - (time.monotonic() - started), 0.001)
+            if OUT_OF_TIME in rang:
+                HELD_ALARM.append(left)  # rung once the inner run is over, in the spec: never inside pytest's own code
+            else:
+                signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
+
+
+#: The process's own alarm, held back while the inner run winds down after :data:`OUT_OF_TIME`.
+HELD_ALARM: list[float] = []
 
 
 _ID_PART = re.compile(r"(?:(?<=\[)|-)k16shop\d\d(?=[\]-])|(?<=\[)k16shop\d\d-")
@@ -290,10 +319,14 @@ class Harness:
         self.factories = factories
         self.run = run
         self.current: str | None = None
+        self.on_given = True
         self.spent: dict[str, float] = {}
         self.stopped: set[str] = set()
         self.saved: list[tuple[object, str, object]] = []
         self.caught: set[str] = set()  # the wrong versions a test has caught
+        self.deferrable: set[str] = set()  # versions no spec waits for: left for later when time is short
+        self.dropped: set[str] = set()  # versions left for later: their results here are not kept
+        self.out_of_time = False  # the spec's own alarm is about to ring: nothing more is run
         self.unneeded: set[str] = set()  # runs skipped: not needed for any verdict
 
     # -- real waits
@@ -319,7 +352,7 @@ class Harness:
         self.saved.clear()
 
     def _note_wait(self, how: str, seconds: object) -> None:
-        if self.current is not None and isinstance(seconds, (int, float)) and seconds > 0:
+        if self.current is not None and isinstance(seconds, (int, float)) and seconds > 0 and self.on_given:
             waits = self.run.sleeps.setdefault(self.current, [])
             if len(waits) < 5:
                 waits.append(f"{how}({seconds:g})")
@@ -330,16 +363,20 @@ class Harness:
         callspec = getattr(item, "callspec", None)
         return str(callspec.params.get(FIXTURE, "")) if callspec is not None else ""
 
-    def _phase(self, item: pytest.Item) -> Iterator[None]:
+    def _phase(self, item: pytest.Item, when: str) -> Iterator[None]:
         name = _test_name(item)
         self.current = name
-        if name in self.stopped:
-            raise Stopped(f"{name} was stopped on an earlier run: not run again")
-        if len(self.stopped) >= STOPPED_LIMIT:
-            if name not in self.run.not_run:
-                self.run.not_run.append(name)
-            raise Stopped("not run: earlier tests used up the time")
+        self.on_given = self._version(item) in {"", GIVEN_ID}  # real waits are judged on the given shop
+        if when != "teardown":  # a teardown always runs: pytest's own clean-up is in it
+            if name in self.stopped:
+                raise Stopped(f"{name} was stopped on an earlier run: not run again")
+            if len(self.stopped) >= STOPPED_LIMIT:
+                if name not in self.run.not_run:
+                    self.run.not_run.append(name)
+                raise Stopped("not run: earlier tests used up the time")
         left = TEST_LIMIT - self.spent.get(item.nodeid, 0.0)
+        if when == "teardown":
+            left = max(left, TEARDOWN_LIMIT)
         started = time.monotonic()
         try:
             with time_limit(left, f"{name} was still running after {TEST_LIMIT:g} s: stopped"):
@@ -351,6 +388,10 @@ class Harness:
     @pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest's own wrappers: they set up what teardown needs
     def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
         version = self._version(item)
+        if self.out_of_time or version in self.dropped:
+            self._drop(item, version)
+        if version in self.deferrable and 0 < outer_alarm() < DEFER_AT:
+            self._drop(item, version)  # the spec that judges this version runs it, in its own time
         if version not in {"", GIVEN_ID}:
             given = self.run.results.get(_test_name(item), {}).get(GIVEN_ID)
             if given is None or given.outcome != "passed" or version in self.caught:
@@ -358,15 +399,21 @@ class Harness:
                 # is enough: the rest of this version's runs are not needed.
                 self.unneeded.add(item.nodeid)
                 raise pytest.skip.Exception("not needed")
-        return (yield from self._phase(item))
+        return (yield from self._phase(item, "setup"))
+
+    def _drop(self, item: pytest.Item, version: str) -> None:
+        """Leave this version for a later run: none of its results from this one are kept."""
+        self.dropped.add(version)
+        self.unneeded.add(item.nodeid)
+        raise pytest.skip.Exception("left for later")
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
-        return (yield from self._phase(item))
+        return (yield from self._phase(item, "call"))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
-        return (yield from self._phase(item))
+        return (yield from self._phase(item, "teardown"))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -376,6 +423,10 @@ class Harness:
         name, version = _test_name(item), self._version(item)
         result = self.run.results.setdefault(name, {}).setdefault(version, Result())
         stopped = call.excinfo is not None and call.excinfo.errisinstance(Stopped)
+        if stopped and str(call.excinfo.value) == OUT_OF_TIME:
+            self.out_of_time = True
+            self.dropped.add(version)
+            return report
         if stopped:
             self.stopped.add(name)
         if result.outcome != "passed":
@@ -415,19 +466,28 @@ def learner_file() -> Path:
     return active().kata_dir(SLUG) / LEARNER_FILE
 
 
-def run_learner_tests(path: Path) -> Run:
-    """Run the learner's file with pytest, in this process, on every version of the shop (once per content)."""
+def run_learner_tests(path: Path, wanted: tuple[str, ...] = (GIVEN_ID,)) -> Run:
+    """The learner's file, run with pytest in this process, on the given shop and every wrong version.
+
+    One session runs them all (the given shop first), once per content of the file. When the
+    spec's own time limit draws near (grading), the versions no spec is waiting for
+    (``wanted`` are) are left for later: the spec that judges one runs it then.
+    """
     try:
         content = path.read_bytes()
     except OSError as error:
         return Run(problem=f"{path} cannot be read: {error.strerror}")
     key = (str(path), hashlib.sha256(content).hexdigest())
-    if key in _RUNS:
-        return _RUNS[key]
-    run = Run()
+    cached = _RUNS.get(key)
+    # The session fills a copy: a run cut short by the spec's own alarm leaves nothing half-done behind.
+    run = copy.deepcopy(cached) if cached is not None else Run()
+    todo = [version for version in (GIVEN_ID, *VERSION_IDS.values()) if version not in run.versions_run]
+    if run.problem or not set(wanted) - run.versions_run:
+        return run if cached is not None else _RUNS.setdefault(key, run)
+    run.versions_run.update(todo)
     factories = shop_factories()
     harness = Harness(factories, run)
-    fixtures = shop_fixture(factories)
+    harness.deferrable = set(todo) - {GIVEN_ID, *wanted}
     arguments = [
         str(path),
         "-c",
@@ -436,13 +496,14 @@ def run_learner_tests(path: Path) -> Run:
         str(path.parent),
         "--noconftest",
         "--import-mode=importlib",
+        "--disable-plugin-autoload",  # the plugins a test suite of this stack uses, and no other
+        "-p",
+        "pytest_asyncio.plugin",
+        "-p",
+        "respx.plugin",
+        *(("-p", "_hypothesis_pytestplugin") if b"hypothesis" in content else ()),
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        "-p",
-        "no:dojo.plugin",
-        *(() if b"hypothesis" in content else ("-p", "no:hypothesispytest")),
         "-o",
         "asyncio_mode=auto",
         "-o",
@@ -454,24 +515,58 @@ def run_learner_tests(path: Path) -> Run:
     ]
     before = set(sys.modules)
     output = io.StringIO()
+    plugins = [harness, shop_fixture({name: factories[name] for name in todo})]
+    outer_handlers, logging.root.handlers = logging.root.handlers, []  # the inner run's records stay in it
     try:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            status = pytest.main(arguments, plugins=[harness, fixtures])
+        with (
+            contextlib.redirect_stdout(output),
+            contextlib.redirect_stderr(output),
+            time_limit(outer_alarm(), OUT_OF_TIME),  # pytest's own work too ends before the spec's alarm
+        ):
+            status = pytest.main(arguments, plugins=plugins)
+    except Stopped:  # the spec's alarm drew near between two of pytest's steps: handled below
+        status = pytest.ExitCode.INTERRUPTED
     finally:
+        logging.root.handlers = outer_handlers
         for name in set(sys.modules) - before:
             module = sys.modules.get(name)
             if getattr(module, "__file__", None) and str(module.__file__).startswith(str(path.parent)):
                 del sys.modules[name]
     if not run.problem and status in {pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, 4}:
         run.problem = output.getvalue()[-1500:] or f"pytest stopped: {status!r}"
+    if HELD_ALARM:  # the spec's own time is up: nothing of this run is kept, and its alarm rings now, in the spec
+        HELD_ALARM.clear()
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        time.sleep(1)  # the alarm interrupts this
+    run.versions_run -= harness.dropped
+    for results in run.results.values():
+        for version in harness.dropped:
+            results.pop(version, None)
     _RUNS[key] = run
+    return run
+
+
+def judged(wanted: str = GIVEN_ID) -> Run:
+    """The learner's tests, run on the given shop and on ``wanted``; a spec out of time says so."""
+    __tracebackhide__ = True
+    run = run_learner_tests(learner_file(), (wanted,))
+    if not run.problem and not {GIVEN_ID, wanted} <= run.versions_run:
+        pytest.fail(
+            "The spec ran out of time before your tests had run: the machine is very busy, or your tests are slow."
+            + lesson(
+                expected="your tests run on the given shop and this version within the spec's time limit",
+                got="the spec's time limit came first",
+                revisit=RUN_THE_SHOP,
+            ),
+            pytrace=False,
+        )
     return run
 
 
 @pytest.fixture(name="run")
 def _run() -> Run:
-    """The learner's tests, run once on the given shop and each wrong version (cached by the file's content)."""
-    return run_learner_tests(learner_file())
+    """The learner's tests, run on the given shop (once per content of the file)."""
+    return judged()
 
 
 # ---------------------------------------------------------------- what the specs say
@@ -495,6 +590,7 @@ def given_failures(run: Run) -> list[str]:
 def check_caught(run: Run, wrong: Wrong, *, revisit: str) -> None:
     """Fail, naming the behaviour that went unnoticed, unless a test passing on the given shop fails on ``wrong``."""
     __tracebackhide__ = True
+    run = judged(VERSION_IDS[wrong.name])
     if run.problem:
         pytest.fail(
             f"Your tests could not run, so no wrong version can be caught: {wrong.unnoticed}."
