@@ -1249,3 +1249,45 @@ def test_the_static_scan_lets_a_test_file_import_the_test_libraries_only():
         for name in kata.module_files:
             source = (kata.solution_folder / name).read_bytes()
             assert intake.scan(source, test_file=kata.module_is_tests) == [], f"{kata.slug}/{name}"
+
+
+@pytest.mark.slow
+def test_a_test_file_kata_is_graded_by_what_the_learners_tests_catch(tmp_path):
+    """Kata 16: the reference tests earn every point, the placeholders none, tests that never run the app
+    none for the wrong versions; a test that hangs is stopped, and the rest of the file is still graded.
+    """
+    kata = next(kata for kata in ALL if kata.module_is_tests)
+    name = kata.module_files[0]
+    reference = (kata.solution_folder / name).read_text(encoding="utf-8")
+    never_runs = impl.load_mutant(kata.mutants_folder / "never_runs_the_app.toml")
+    copy = tmp_path / "never_runs"
+    copy.mkdir()
+    (copy / name).write_text(reference, encoding="utf-8")
+    never_runs.apply(copy)
+    sleeper = edit(
+        reference,
+        '    """A valid order is answered 202, with its number, 1 for the first."""\n',
+        '    """A valid order is answered 202, with its number, 1 for the first."""\n    import time\n\n'
+        "    time.sleep(60)\n",
+    )
+    texts = {
+        "ada": reference,
+        "bob": impl.shipped_source(kata, name).decode("utf-8"),
+        "cat": (copy / name).read_text(encoding="utf-8"),
+        "dan": sleeper,
+    }
+    folders = [make_submission(tmp_path / who, {f"katas/{kata.slug}/{name}": text}) for who, text in texts.items()]
+    out = tmp_path / "out"
+    started = time.monotonic()
+    run = run_grader(*folders, "--out", out, "--kata", kata.slug, "--timeout", "10")
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = {who: results_of(out, who) for who in texts}
+    points = {who: result["points"] for who, result in results.items()}
+    assert points["ada"] == kata.points, points
+    assert points["bob"] == 0, points
+    assert points["cat"] == 0, points
+    assert 0 < points["dan"] < kata.points, points
+    assert all(result["review"] == [] for result in results.values()), {w: r["review"] for w, r in results.items()}
+    first = next(test for test in results["dan"]["tests"] if "run_the_given_shop" in test["nodeid"])
+    assert first["outcome"] == "failed" and "still running" in first["message"], first
+    assert time.monotonic() - started < 600
