@@ -1041,6 +1041,31 @@ def _mount_the_demo_receiver(app: Any, factory: Callable[..., Any], arguments: d
         app.mount("/receiver", receiver)
 
 
+class ShopMailer(ConsoleMailer):
+    """Kata 16's demo mail client: ``asend`` takes ``delay`` seconds; ``KATA_DEMO_FAIL=mailer`` makes it fail."""
+
+    async def asend(self, to: str, subject: str, body: str) -> None:
+        """Deliver one email, or fail as a mail server that is down does."""
+        if _told_to_fail("mailer"):
+            self._log(f"sending to {to}: {subject!r}: the mail server is DOWN (KATA_DEMO_FAIL=mailer)")
+            raise ConnectionError("the demo mail server is down")
+        await super().asend(to, subject, body)
+
+
+def demo_warehouse(out: TextIO | None = None) -> Any:
+    """Kata 16's warehouse: an ``httpx.AsyncClient`` whose requests are printed and answered 200, never sent."""
+    import httpx
+
+    printer = _Console(0, out)
+    printer.label = "demo warehouse"
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        printer._log(f"{request.method} {request.url}: {request.content.decode('utf-8', errors='replace')}")  # noqa: SLF001
+        return httpx.Response(200, json={"shipping": True})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(receive))
+
+
 #: Kata slug -> parameter name -> a builder of that kata's own demo collaborator. A kata whose
 #: experiments need more than the shared demo shows adds one here, leaving the shared one as it is.
 KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
@@ -1071,6 +1096,7 @@ KATA_COLLABORATORS: dict[str, dict[str, Callable[[], Any]]] = {
     "k12_celery_handoff": {"settings": k12_settings, "celery_app": k12_celery_app},
     "k09_limits_and_timeouts": {"work": ConsoleRenderer, "limits": demo_limits},
     "k11_webhooks": {"secret": lambda: DEMO_SECRET},
+    "k16_testing_tasks": {"mailer": ShopMailer, "warehouse": demo_warehouse},
 }
 
 

@@ -99,8 +99,10 @@ def readme_with_topics(manifest: _manifest.Manifest, coming: tuple[Coming, ...],
     return _replace_block(text, TOPICS_BEGIN, TOPICS_END, render_topics(manifest, coming))
 
 
-def _score(slug: str) -> str:
-    score = recorded_score(slug)
+def _score(kata: _manifest.Kata) -> str:
+    if kata.module_is_tests:
+        return "its tests must catch its wrong versions"  # no operator pass: see dojo.mutation.TESTS_KATA
+    score = recorded_score(kata.slug)
     return "not measured" if score is None else f"{score:g}%"
 
 
@@ -113,7 +115,7 @@ def render_table(manifest: _manifest.Manifest, coming: tuple[Coming, ...] = ()) 
     ]
     rows.extend(
         f"| {kata.order} | [{kata.title}](katas/{kata.slug}/README.md) | {kata.summary} | {kata.points} "
-        f"| {_score(kata.slug)} |"
+        f"| {_score(kata)} |"
         for kata in manifest
     )
     if coming:

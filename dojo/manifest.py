@@ -53,6 +53,10 @@ class Kata:
     tasks: tuple[Task, ...]
     shipped: dict[str, str]  # module file name -> git blob id of the stub as shipped
     serve: str | None = None  # "module:factory" building the app for `kata serve` (dojo/demo.py)
+    #: "code": the modules are code the specs exercise; "tests": the module is a test file the
+    #: learner writes, which the specs run on the kata's given app and its wrong versions (kata 16).
+    module_kind: str = "code"
+    given: tuple[str, ...] = ()  # files the kata ships for the learner to read, never to edit (kata 16's app.py)
 
     @property
     def folder(self) -> Path:
@@ -73,6 +77,11 @@ class Kata:
     @property
     def module_files(self) -> tuple[str, ...]:
         return tuple(f"{name}.py" for name in self.modules)
+
+    @property
+    def module_is_tests(self) -> bool:
+        """The learner's module is a test file (pytest and the test libraries are its imports)."""
+        return self.module_kind == "tests"
 
     @property
     def points(self) -> int:
@@ -177,13 +186,20 @@ def parse(data: dict) -> Manifest:
                 tasks=tasks,
                 shipped=dict(raw.get("shipped", {})),
                 serve=str(raw["serve"]) if "serve" in raw else None,
+                module_kind=str(raw.get("module_kind", "code")),
+                given=tuple(str(name) for name in raw.get("given", ())),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ManifestError(f"kata number {order} in {MANIFEST_PATH.name}: {error!r}") from error
         if [task.number for task in tasks] != list(range(1, len(tasks) + 1)):
             raise ManifestError(f"{kata.slug}: tasks must be numbered 1, 2, 3 … in order")
-        if kata.serve is not None and (kata.serve.partition(":")[0] not in kata.modules or ":" not in kata.serve):
-            raise ManifestError(f"{kata.slug}: serve must be 'module:factory' with one of its modules {kata.modules}")
+        if kata.module_kind not in {"code", "tests"}:
+            raise ManifestError(
+                f"{kata.slug}: module_kind is 'code' (the default) or 'tests', not {kata.module_kind!r}"
+            )
+        servable = (*kata.modules, *(name.removesuffix(".py") for name in kata.given))
+        if kata.serve is not None and (kata.serve.partition(":")[0] not in servable or ":" not in kata.serve):
+            raise ManifestError(f"{kata.slug}: serve must be 'module:factory' with one of its modules {servable}")
         katas.append(kata)
     return Manifest(katas=tuple(katas))
 

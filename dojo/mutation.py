@@ -911,8 +911,19 @@ def _shown(path: Path) -> Path:
     return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
 
 
+#: Why a kata whose module is a test file (``module_kind = "tests"``) has no operator pass.
+TESTS_KATA = (
+    "its module is the learner's test file, not code under test: changing the operators of the "
+    "reference tests measures nothing its specs promise. Its measure is the table of wrong versions of "
+    "its given app that the specs run the learner's tests on (each must be caught), and its weak test "
+    "files under tests/mutants/, each rejected first by the spec of its task"
+)
+
+
 def stale(kata: _manifest.Kata) -> list[str]:
     """Why the committed figures are not those of the kata as it is (empty: they are current)."""
+    if kata.module_is_tests:
+        return []  # nothing recorded, nothing to go stale: see TESTS_KATA
     path = _shown(results_path(kata.slug))
     rerun = f"rerun `uv run python -m dojo.mutation {kata.slug} --record`"
     try:
@@ -1084,6 +1095,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(kata: _manifest.Kata, args: argparse.Namespace, out: Callable[[str], None]) -> bool:
     """One kata's pass for the command line, recorded or checked as asked; False if it failed."""
+    if kata.module_is_tests:
+        out(f"{kata.slug}: no operator pass: {TESTS_KATA}.")
+        return True
     try:
         score = measure(kata, workers=args.workers, timeout=args.timeout, out=out, verbose=args.verbose)
     except MutationError as error:

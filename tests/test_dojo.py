@@ -203,6 +203,17 @@ def test_a_spec_without_a_task_marker_is_refused(pytester):
     result.stderr.fnmatch_lines(["*has no @pytest.mark.task(N) marker*"])
 
 
+def test_a_learners_own_test_file_in_a_kata_folder_runs_without_task_markers(pytester):
+    """Kata 16's my_tests.py is the learner's suite, not a spec: run alone, it needs no task marker."""
+    pytester.makeini(INI)
+    pytester.mkdir("katas")
+    pytester.mkdir("katas/k99_probe")
+    pytester.path.joinpath("katas/k99_probe/my_tests.py").write_text("def test_x():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "dojo.plugin", "-p", "no:cacheprovider", "katas/k99_probe/my_tests.py")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1)
+
+
 # ------------------------------------------------------------------ the timeline
 
 

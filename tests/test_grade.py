@@ -1090,7 +1090,8 @@ def test_the_static_scan_flags_what_the_hook_refuses_and_not_kata_code():
     assert "/proc/" in text
     for kata in ALL:
         for name in kata.module_files:
-            assert intake.scan((kata.solution_folder / name).read_bytes()) == [], f"{kata.slug}/{name}"
+            source = (kata.solution_folder / name).read_bytes()
+            assert intake.scan(source, test_file=kata.module_is_tests) == [], f"{kata.slug}/{name}"
 
 
 def test_a_process_the_grader_killed_is_never_maybe_out_of_memory():
@@ -1180,3 +1181,125 @@ def test_the_grading_benchmark_makes_a_class_of_solutions_stubs_and_hanging_subm
     stub = next(name for name, kind in kinds.items() if kind == "stub")
     module = tmp_path / stub / "katas" / K01.slug / "notifications.py"
     assert module.read_bytes() == impl.shipped_source(K01, "notifications.py")
+
+
+TEST_FILE_PROBE = r"""
+import json, os, sys, pathlib
+sys.path.insert(0, sys.argv[1])
+from dojo.grading import audit
+code, scratch = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+reports = []
+audit.install(code=code, writable=[code, scratch, pathlib.Path(os.devnull)],
+              readable=[pathlib.Path(sys.base_prefix), pathlib.Path(sys.prefix), code, scratch],
+              report=lambda what, where: reports.append((what, where)))
+outcomes = {}
+for path in sorted(code.rglob("*.py")):
+    where = f"{path.parent.name}/{path.name}"
+    exec(compile(path.read_text(), str(path), "exec"), {"outcomes": outcomes, "where": where})
+print(json.dumps({"outcomes": outcomes, "reports": reports}))
+"""
+
+TEST_FILE_STUDENT = r"""
+def attempt(name, module):
+    try:
+        __import__(module)
+        outcomes[f"{where}: {name}"] = "allowed"
+    except PermissionError as error:
+        outcomes[f"{where}: {name}"] = "refused" if "refused by the grader" in str(error) else f"other: {error}"
+
+for module in ("pytest", "pytest_asyncio", "hypothesis.strategies", "respx", "freezegun", "_pytest.runner",
+               "pluggy", "dojo.grading.recorder", "gc", "ctypes", "pytest_timeout", "_pytest.assertion.rewrite"):
+    attempt(module, module)
+"""
+
+
+def test_the_audit_hook_lets_a_test_file_kata_import_the_test_libraries_and_nothing_more(tmp_path):
+    """Kata 16's module is a test file: pytest, pytest-asyncio and hypothesis are allowed to it, to no other module.
+
+    (And ``_pytest.assertion.rewrite``, by that name only: pytest's rewriting adds that import to every test module.)
+
+    Which modules are test files the hook reads from the manifest (``module_kind = "tests"``).
+    """
+    code, scratch = tmp_path / "code", tmp_path / "tmp"
+    tests_kata = next(kata for kata in ALL if kata.module_is_tests)
+    code_kata = next(kata for kata in ALL if not kata.module_is_tests)
+    for kata in (tests_kata, code_kata):
+        (code / kata.slug).mkdir(parents=True)
+        (code / kata.slug / kata.module_files[0]).write_text(TEST_FILE_STUDENT, encoding="utf-8")
+    (code / tests_kata.slug / "helper.py").write_text(TEST_FILE_STUDENT, encoding="utf-8")  # not the kata's module
+    scratch.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", TEST_FILE_PROBE, str(REPO_ROOT), str(code), str(scratch)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.splitlines()[-1])["outcomes"]
+    libraries = {"respx", "freezegun"}  # ordinary libraries: allowed to every kata's code
+    test_libraries = {"pytest", "pytest_asyncio", "hypothesis.strategies", "_pytest.assertion.rewrite"}
+    refused = {"_pytest.runner", "pluggy", "dojo.grading.recorder", "gc", "ctypes", "pytest_timeout"}
+    expected = {}
+    for where, allowed in (
+        (f"{tests_kata.slug}/{tests_kata.module_files[0]}", libraries | test_libraries),
+        (f"{tests_kata.slug}/helper.py", libraries),
+        (f"{code_kata.slug}/{code_kata.module_files[0]}", libraries),
+    ):
+        for module in libraries | test_libraries | refused:
+            expected[f"{where}: {module}"] = "allowed" if module in allowed else "refused"
+    assert seen == expected
+
+
+def test_the_static_scan_lets_a_test_file_import_the_test_libraries_only():
+    """The scan flags `import pytest` in kata code, not in a test-file kata's module; `_pytest` in either."""
+    text = b"import pytest\nimport hypothesis.strategies as st\nfrom pytest_asyncio import fixture\n"
+    text += b"import _pytest.runner\n"
+    assert {flag.split(" (")[0] for flag in intake.scan(text, test_file=True)} == {"imports _pytest.runner"}
+    assert len(intake.scan(text)) == 4
+    for kata in ALL:
+        for name in kata.module_files:
+            source = (kata.solution_folder / name).read_bytes()
+            assert intake.scan(source, test_file=kata.module_is_tests) == [], f"{kata.slug}/{name}"
+
+
+@pytest.mark.slow
+def test_a_test_file_kata_is_graded_by_what_the_learners_tests_catch(tmp_path):
+    """Kata 16: the reference tests earn every point, the placeholders none, tests that never run the app
+    none for the wrong versions; a test that hangs is stopped, and the rest of the file is still graded.
+    """
+    kata = next(kata for kata in ALL if kata.module_is_tests)
+    name = kata.module_files[0]
+    reference = (kata.solution_folder / name).read_text(encoding="utf-8")
+    never_runs = impl.load_mutant(kata.mutants_folder / "never_runs_the_app.toml")
+    copy = tmp_path / "never_runs"
+    copy.mkdir()
+    (copy / name).write_text(reference, encoding="utf-8")
+    never_runs.apply(copy)
+    sleeper = edit(
+        reference,
+        '    """A valid order is answered 202, with its number, 1 for the first."""\n',
+        '    """A valid order is answered 202, with its number, 1 for the first."""\n    import time\n\n'
+        "    time.sleep(60)\n",
+    )
+    texts = {
+        "ada": reference,
+        "bob": impl.shipped_source(kata, name).decode("utf-8"),
+        "cat": (copy / name).read_text(encoding="utf-8"),
+        "dan": sleeper,
+    }
+    folders = [make_submission(tmp_path / who, {f"katas/{kata.slug}/{name}": text}) for who, text in texts.items()]
+    out = tmp_path / "out"
+    started = time.monotonic()
+    run = run_grader(*folders, "--out", out, "--kata", kata.slug, "--timeout", "10")
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = {who: results_of(out, who) for who in texts}
+    points = {who: result["points"] for who, result in results.items()}
+    assert points["ada"] == kata.points, points
+    assert points["bob"] == 0, points
+    assert points["cat"] == 0, points
+    assert 0 < points["dan"] < kata.points, points
+    assert all(result["review"] == [] for result in results.values()), {w: r["review"] for w, r in results.items()}
+    first = next(test for test in results["dan"]["tests"] if "run_the_given_shop" in test["nodeid"])
+    assert first["outcome"] == "failed" and "still running" in first["message"], first
+    assert time.monotonic() - started < 600

@@ -64,8 +64,8 @@ def test_the_top_level_holds_only_what_the_layout_names():
 
 @by_slug
 def test_a_kata_folder_holds_its_readme_spec_and_stubs_only(kata):
-    """A learner's kata folder is README.md, the spec, the stub modules (and maybe a conftest.py)."""
-    expected = {"README.md", kata.spec, *kata.module_files}
+    """A learner's kata folder is README.md, the spec, the stub modules, the files given (and maybe a conftest.py)."""
+    expected = {"README.md", kata.spec, *kata.module_files, *kata.given}
     present = set(tracked_or_present(kata.folder))
     assert expected <= present, f"{kata.slug} lacks {sorted(expected - present)}"
     assert present <= expected | {"conftest.py"}, f"stray files in katas/{kata.slug}: {sorted(present - expected)}"
@@ -173,13 +173,23 @@ def _public_shape(module) -> dict[str, str]:
 
 @by_slug
 def test_stub_and_solution_expose_the_same_public_names_and_signatures(kata, tmp_path):
-    """What the specs can touch is the same in the stub (as shipped) and the solution."""
+    """What the specs can touch is the same in the stub (as shipped) and the solution.
+
+    A test-file module (``module_kind = "tests"``) is the learner's own suite: its tests are
+    whatever the learner writes, so only its being a test file is compared.
+    """
     (tmp_path / kata.slug).mkdir()
     for name in kata.module_files:
         (tmp_path / kata.slug / name).write_text(_shipped_stub(kata, name), encoding="utf-8")
     for module in kata.modules:
         stub = _public_shape(impl.import_kata_module(tmp_path, kata.slug, module))
         solution = _public_shape(impl.import_kata_module(SOLUTIONS_DIR, kata.slug, module))
+        if kata.module_is_tests:
+            for shape in (stub, solution):
+                assert any(name.startswith("test_") and "def(" in kind for name, kind in shape.items()), (
+                    f"{kata.slug}/{module}.py: a test-file module with no test function"
+                )
+            continue
         assert stub == solution, f"{kata.slug}/{module}.py: the stub's public names or signatures differ"
 
 
@@ -244,7 +254,10 @@ def test_every_kata_can_be_served_with_the_demo_collaborators(kata, tmp_path):
     (tmp_path / kata.slug).mkdir()
     for name in kata.module_files:
         (tmp_path / kata.slug / name).write_text(_shipped_stub(kata, name), encoding="utf-8")
-    for root in (tmp_path, SOLUTIONS_DIR):
+    for name in kata.given:  # the app a test-file kata serves is one of the files it gives
+        (tmp_path / kata.slug / name).write_bytes((kata.folder / name).read_bytes())
+    given = f"{module}.py" in kata.given  # a given app is the same file whoever writes the kata's module
+    for root in (tmp_path,) if given else (tmp_path, SOLUTIONS_DIR):
         built = demo.build_app(getattr(impl.import_kata_module(root, kata.slug, module), factory))
         assert callable(built), f"{kata.slug}: {kata.serve} did not return an ASGI app"
 

@@ -53,6 +53,13 @@ FORBIDDEN_MODULES = frozenset(
         "pty",
     }
 )
+#: The public test libraries a learner's test file imports (kata 16: ``module_kind = "tests"``):
+#: allowed to that file alone. Their internals (``_pytest``, ``pluggy``, the plugins' own
+#: modules) and everything else above stay refused to it too.
+TEST_LIBRARIES = frozenset({"pytest", "pytest_asyncio", "hypothesis"})
+#: What pytest's assertion rewriting puts at the top of every test module it rewrites
+#: (``import _pytest.assertion.rewrite as @pytest_ar``): allowed to a test file by that exact name.
+REWRITTEN_TEST_IMPORTS = frozenset({"_pytest.assertion.rewrite"})
 #: Frames of the import machinery are not the importer.
 _IMPORT_MACHINERY = ("<frozen importlib", str(Path(__import__("importlib").__file__).parent))
 #: Attributes that hand out frames or code: a spec's frames hold its verdict.
@@ -69,8 +76,11 @@ Report = Callable[[str, str], None]
 class Policy:
     """Who may do what in a grading process."""
 
-    def __init__(self, *, code: Path, writable: list[Path], readable: list[Path], report: Report) -> None:
+    def __init__(
+        self, *, code: Path, writable: list[Path], readable: list[Path], report: Report, test_files: list[Path] = ()
+    ) -> None:
         self.code = str(code) + os.sep
+        self.test_files = frozenset(str(path) for path in test_files)
         self.writable = tuple(str(path) + os.sep for path in writable)
         self.readable = tuple(str(path) for path in readable)
         self.report = report
@@ -174,9 +184,14 @@ class Policy:
         name = str(args[0])
         if name.partition(".")[0] not in FORBIDDEN_MODULES:
             return None
-        if self._is_student(self._first_caller(self.local.frame, _IMPORT_MACHINERY)):
-            return f"importing {name}"
-        return None
+        importer = self._first_caller(self.local.frame, _IMPORT_MACHINERY)
+        if not self._is_student(importer):
+            return None
+        if importer.f_code.co_filename in self.test_files and (
+            name.partition(".")[0] in TEST_LIBRARIES or name in REWRITTEN_TEST_IMPORTS
+        ):
+            return None  # a learner's test file imports the test libraries, as any test suite does
+        return f"importing {name}"
 
     def _outside(self, path: object, roots: tuple[str, ...]) -> str | None:
         """The path, if it is outside ``roots`` once symbolic links are resolved."""
@@ -317,9 +332,19 @@ def guard_imports(policy: Policy) -> None:
     builtins.__import__ = guarded_import
 
 
-def install(*, code: Path, writable: list[Path], readable: list[Path], report: Report) -> Policy:
-    """Add the hook for good, and the import check."""
-    policy = Policy(code=code, writable=writable, readable=readable, report=report)
+def test_files(code: Path) -> list[Path]:
+    """The submission's modules that are test files (kata 16's ``my_tests.py``), as the manifest says."""
+    from dojo.manifest import load
+
+    return [code / kata.slug / name for kata in load() if kata.module_is_tests for name in kata.module_files]
+
+
+def install(
+    *, code: Path, writable: list[Path], readable: list[Path], report: Report, tests: list[Path] | None = None
+) -> Policy:
+    """Add the hook for good, and the import check (``tests``: the test-file modules; the manifest's by default)."""
+    tests = test_files(code) if tests is None else tests
+    policy = Policy(code=code, writable=writable, readable=readable, report=report, test_files=tests)
     sys.addaudithook(policy.hook)
     guard_imports(policy)
     return policy

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dojo.grading.audit import FORBIDDEN_MODULES
+from dojo.grading.audit import FORBIDDEN_MODULES, TEST_LIBRARIES
 from dojo.grading.plan import MODULE_CAP, Plan, Submission
 from dojo.manifest import Kata
 
@@ -135,7 +135,8 @@ def read_submission(submission: Submission, plan: Plan) -> Intake:
         intake.modules[kata.slug] = modules
         intake.katas[kata.slug] = info
         for name, content in modules.items():
-            intake.flags.extend(f"{kata.slug}/{name}: {flag}" for flag in scan(content))
+            flags = scan(content, test_file=kata.module_is_tests)
+            intake.flags.extend(f"{kata.slug}/{name}: {flag}" for flag in flags)
     return intake
 
 
@@ -203,8 +204,12 @@ _SUSPECT_MODULES = FORBIDDEN_MODULES | {
 _HARMLESS_FROM = {"os": {"environ", "getenv", "path", "sep", "linesep"}, "sys": {"stdout", "stderr", "version_info"}}
 
 
-def scan(content: bytes) -> list[str]:  # noqa: C901, PLR0912 - one branch per kind of node
-    """What the module's text shows it tries (empty for ordinary kata code)."""
+def scan(content: bytes, *, test_file: bool = False) -> list[str]:  # noqa: C901, PLR0912 - one branch per kind of node
+    """What the module's text shows it tries (empty for ordinary kata code).
+
+    A test-file module (``test_file``, kata 16) may import the public test libraries, as the hook allows it.
+    """
+    allowed = TEST_LIBRARIES if test_file else frozenset()
     try:
         tree = ast.parse(content)
     except (SyntaxError, ValueError):
@@ -222,12 +227,16 @@ def scan(content: bytes) -> list[str]:  # noqa: C901, PLR0912 - one branch per k
             for alias in node.names:
                 top = alias.name.partition(".")[0]
                 imported.add(top)
+                if top in allowed:
+                    continue
                 if top in FORBIDDEN_MODULES or top in {"subprocess", "signal", "marshal", "socket"}:
                     flag(f"imports {alias.name}", node)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             top = node.module.partition(".")[0]
             imported.add(top)
             names = {alias.name for alias in node.names}
+            if top in allowed:
+                continue
             if top in FORBIDDEN_MODULES or top in {"subprocess", "signal", "marshal", "socket"}:
                 flag(f"imports from {node.module}", node)
             elif top in _HARMLESS_FROM and not names <= _HARMLESS_FROM[top]:
