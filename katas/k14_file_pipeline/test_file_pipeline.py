@@ -655,7 +655,7 @@ async def test_progress_is_visible_after_each_chunk(app, client, timeline, inven
         body = answer.json()
         upload_id = body.get("id", "") if isinstance(body, dict) else ""
         for number, rows in ((1, 0), (2, 2), (3, 4)):
-            await timeline.wait_for(f"{CHUNK_HELD} {number}", INVENTORY_ON_LOOP)
+            await timeline.wait_for(f"{CHUNK_HELD} {number}", INVENTORY_ON_LOOP, during=call)
             expect_the_inventory_off_the_loop(timeline)
             body = await status(client, upload_id, revisit=PROGRESS)
             assert (body["state"], body["rows"]) == ("processing", rows), lesson(
