@@ -328,3 +328,14 @@ def test_the_specs_ids_are_the_same_in_every_process():
     assert runs[0].returncode == 0 and ids[0], runs[0].stdout + runs[0].stderr
     changed = [(a, b) for a, b in zip(*ids, strict=False) if a != b]
     assert ids[0] == ids[1], f"ids that differ between two collections: {changed[:3]}"
+
+
+def test_the_specs_collect_without_any_code_to_test(tmp_path):
+    """Collecting never imports a kata's module: the grader plans from an empty folder, and a broken module
+    must fail its specs one by one, not stop the whole kata at collection."""
+    for kata in KATAS:
+        (tmp_path / kata.slug).mkdir()
+    command = [sys.executable, "-m", "pytest", "katas", f"--impl={tmp_path}", "--collect-only", "-q"]
+    command += ["-p", "no:randomly", "-p", "no:cacheprovider"]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

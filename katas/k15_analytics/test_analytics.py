@@ -605,9 +605,14 @@ async def test_a_name_of_1_to_64_characters_is_accepted_and_stored_as_it_is(stor
 
 # ---------------------------------------------------------------- task 3: counting, once each
 
-SIGNUP_0130_HELSINKI = event("signup", "2026-03-29T01:30:10+02:00")  # 23:30 UTC, the day before
-VIEW_2330 = event("page_view", "2026-03-28T23:30:59.999999+00:00")
-VIEW_1831_CHICAGO = event("page_view", "2026-03-28T18:31:00-05:00")  # 23:31 UTC
+# (name, time) pairs, made into the module's events inside each spec: collecting never imports it.
+SIGNUP_0130_HELSINKI = ("signup", "2026-03-29T01:30:10+02:00")  # 23:30 UTC, the day before
+VIEW_2330 = ("page_view", "2026-03-28T23:30:59.999999+00:00")
+VIEW_1831_CHICAGO = ("page_view", "2026-03-28T18:31:00-05:00")  # 23:31 UTC
+
+
+def events(*pairs: tuple[str, str]) -> list[Any]:
+    return [event(name, at) for name, at in pairs]
 
 
 async def run(aggregator: Any, *, revisit: str = COUNT) -> int:
@@ -655,7 +660,7 @@ async def test_a_new_aggregator_has_counted_nothing(store):
 @pytest.mark.task(3)
 async def test_a_run_counts_each_event_in_its_utc_minute_and_under_its_name(store):
     """+02:00 and UTC events of 23:30 UTC share a bucket; -05:00's 18:31 is 23:31 UTC."""
-    store.seed(SIGNUP_0130_HELSINKI, VIEW_1831_CHICAGO, VIEW_2330)
+    store.seed(*events(SIGNUP_0130_HELSINKI, VIEW_1831_CHICAGO, VIEW_2330))
     aggregator = analytics.Aggregator(store)
     counted = await run(aggregator)
     expected = [("2026-03-28T23:30:00+00:00", 2), ("2026-03-28T23:31:00+00:00", 1)]
@@ -671,7 +676,7 @@ async def test_a_run_counts_each_event_in_its_utc_minute_and_under_its_name(stor
 @pytest.mark.task(3)
 async def test_running_again_counts_nothing_twice(store):
     """A second and a third run with nothing new leave every count as it was and return 0."""
-    store.seed(SIGNUP_0130_HELSINKI, VIEW_2330)
+    store.seed(*events(SIGNUP_0130_HELSINKI, VIEW_2330))
     aggregator = analytics.Aggregator(store)
     await run(aggregator)
     before = (buckets(aggregator), totals(aggregator))
@@ -727,7 +732,7 @@ async def test_a_late_event_lands_in_its_own_minute(store):
 @pytest.mark.task(3)
 async def test_a_run_whose_read_fails_counts_nothing_and_the_next_run_counts_everything(store):
     """The store fails a read: that run raises its error, and the next run counts both events."""
-    store.seed(SIGNUP_0130_HELSINKI, VIEW_2330)
+    store.seed(*events(SIGNUP_0130_HELSINKI, VIEW_2330))
     aggregator = analytics.Aggregator(store)
     error = ConnectionError("the analytics database is down")
     store.fail_next_read(error)
