@@ -1,13 +1,13 @@
 """An event loop whose clock is the specs' own: no real time reaches a verdict.
 
 A kata whose code may sleep (a worker that polls, a retry loop, a timeout) runs its async
-specs on :class:`VirtualClockLoop` by answering pytest-asyncio's loop-factory hook in its
-``conftest.py``::
+specs on :class:`VirtualClockLoop` by importing, in its ``conftest.py``, the answer to
+pytest-asyncio's loop-factory hook and the fixture that stops what a spec left running::
 
-    from dojo.virtual_clock import VirtualClockLoop
+    from dojo.virtual_clock import no_task_outlives_its_spec, pytest_asyncio_loop_factories
 
-    def pytest_asyncio_loop_factories(config, item):
-        return {"virtual-clock": VirtualClockLoop}
+(pytest registers a hook and a fixture a conftest imports as if it defined them).
+:class:`Lifespan` drives an app's start-up and shutdown on that clock, each step bounded.
 
 The loop's clock stands still while anything at all can run, and jumps straight to the
 next timer when nothing can. So:
@@ -36,8 +36,10 @@ import contextlib
 import heapq
 import itertools
 import selectors
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+import pytest
 
 #: Turns of the event loop :func:`settle` allows by default. Correct code needs far fewer.
 ROUNDS = 2000
@@ -176,3 +178,82 @@ async def stop_leftovers(before: set[asyncio.Task[Any]]) -> None:
             task.get_coro().close()  # type: ignore[union-attr]
         task.cancel()
     await settle(lambda: False, rounds=5)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:  # noqa: ARG001 - the hook's signature
+    """Every async spec of a kata whose conftest imports this runs on the virtual clock."""
+    return {"virtual-clock": VirtualClockLoop}
+
+
+@pytest.fixture(name="no_task_outlives_its_spec", autouse=True)
+async def no_task_outlives_its_spec() -> AsyncIterator[None]:
+    """Tasks a spec's code started and left behind are stopped, so no later spec sees them."""
+    before = asyncio.all_tasks()
+    yield
+    await stop_leftovers(before)
+
+
+#: Virtual seconds a start-up or a shutdown may take: none at all, unless it is stuck.
+LIFESPAN_LIMIT = 5.0
+
+
+class Lifespan:
+    """Drives an app's lifespan as a server does, start-up then shutdown, each step bounded.
+
+    ``start()`` and ``stop()`` say how the step went: ``"complete"``, ``"failed: <the
+    exception>"`` or ``"never finished"`` (a shutdown that waits for a job that will not
+    end, say). ``spawned`` holds the tasks the app started during its start-up (its
+    worker, in a correct app); ``stopped`` says whether a shutdown was asked for.
+    """
+
+    def __init__(self, app: Any, *, limit: float = LIFESPAN_LIMIT) -> None:
+        self.app = app
+        self.limit = limit
+        self.spawned: set[asyncio.Task[Any]] = set()
+        self.stopped = False
+        self.task: asyncio.Future[Any] | None = None
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def start(self) -> str:
+        before = asyncio.all_tasks()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self.task = asyncio.ensure_future(self.app(scope, self._inbox.get, self._outbox.put))
+        outcome = await self._step("lifespan.startup")
+        self.spawned = {task for task in asyncio.all_tasks() - before if task is not self.task}
+        return outcome
+
+    async def started(self, *, revisit: str) -> None:
+        """Start it; a start-up that does not complete fails the spec."""
+        __tracebackhide__ = True
+        from dojo.teach import lesson
+
+        outcome = await self.start()
+        assert outcome == "complete", lesson(expected="the app's start-up complete", got=outcome, revisit=revisit)
+
+    async def stop(self) -> str:
+        self.stopped = True
+        return await self._step("lifespan.shutdown")
+
+    def still_running(self) -> list[asyncio.Task[Any]]:
+        """The tasks the app started during its start-up that have not finished."""
+        return [task for task in self.spawned if not task.done()]
+
+    async def _step(self, message: str) -> str:
+        assert self.task is not None
+        await self._inbox.put({"type": message})
+        reply = asyncio.ensure_future(self._outbox.get())
+        await asyncio.wait({reply, self.task}, timeout=self.limit, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done() and not self.task.cancelled():
+            self.task.exception()  # read: the outcome below says what it was
+        if reply.done():
+            answer = reply.result()
+            if answer["type"].endswith(".complete"):
+                return "complete"
+            lines = [line for line in str(answer.get("message", "")).splitlines() if line.strip()]
+            return f"failed: {lines[-1].strip() if lines else answer['type']}"
+        reply.cancel()
+        if self.task.done():
+            error = None if self.task.cancelled() else self.task.exception()
+            return f"failed: {type(error).__name__}: {error}" if error else "failed: the lifespan ended without a word"
+        return "never finished"

@@ -15,14 +15,14 @@ and when it is cancelled mid-job it takes a few turns to clean up, as real work 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from dojo.impl import kata_module
 from dojo.timeline import Timeline
-from dojo.virtual_clock import VirtualClockLoop, settle, stop_leftovers
+from dojo.virtual_clock import no_task_outlives_its_spec, pytest_asyncio_loop_factories, settle  # noqa: F401 - registered by importing
 
 jobs = kata_module("k04_priority_queue", "jobs")
 
@@ -35,19 +35,6 @@ JOB_CLEANED_UP = "job cleaned up"
 #: Turns of the loop the fake handler's clean-up takes after a cancellation: more than a
 #: shutdown that does not wait for its worker lets pass.
 CLEANUP_TURNS = 25
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
-    """Every async spec of this kata runs on the virtual clock."""
-    return {"virtual-clock": VirtualClockLoop}
-
-
-@pytest.fixture(autouse=True)
-async def _no_task_outlives_its_spec() -> AsyncIterator[None]:
-    """Tasks a spec's code started and left behind are stopped, so no later spec sees them."""
-    before = asyncio.all_tasks()
-    yield
-    await stop_leftovers(before)
 
 
 # ------------------------------------------------------------------ the fake handler

@@ -25,7 +25,7 @@ from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_status, expect_type, lesson
 from dojo.timeline import BOUND, CatchAppErrors
-from dojo.virtual_clock import after_time_passes, idle_wait, stop_task
+from dojo.virtual_clock import Lifespan, after_time_passes, idle_wait, stop_task
 
 jobs = kata_module("k04_priority_queue", "jobs")
 
@@ -36,59 +36,6 @@ ORDER = ["urgent", "high", "normal", "low"]  # served first to served last
 
 ANSWER = "task 4: the answer says which job, at which priority, and where it stands (README: Accept jobs over HTTP)"
 COUNTS = "task 4: counts of jobs are whole numbers (README: Accept jobs over HTTP)"
-
-#: Virtual seconds a start-up or a shutdown may take: it takes none at all unless it is stuck.
-LIFESPAN_LIMIT = 5.0
-
-
-class Lifespan:
-    """Drives an app's lifespan as a server does, start-up then shutdown, each step bounded.
-
-    ``start()`` and ``stop()`` say how the step went: ``"complete"``, ``"failed: <the
-    exception>"`` or ``"never finished"``. ``started`` holds the tasks the app started
-    during its start-up (the worker, in a correct app).
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.started: set[asyncio.Task[Any]] = set()
-        self.task: asyncio.Future[Any] | None = None
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def start(self) -> str:
-        before = asyncio.all_tasks()
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self.task = asyncio.ensure_future(self.app(scope, self._inbox.get, self._outbox.put))
-        outcome = await self._step("lifespan.startup")
-        self.started = {task for task in asyncio.all_tasks() - before if task is not self.task}
-        return outcome
-
-    async def stop(self) -> str:
-        return await self._step("lifespan.shutdown")
-
-    def still_running(self) -> list[asyncio.Task[Any]]:
-        """The tasks the app started that have not finished."""
-        return [task for task in self.started if not task.done()]
-
-    async def _step(self, message: str) -> str:
-        assert self.task is not None
-        await self._inbox.put({"type": message})
-        reply = asyncio.ensure_future(self._outbox.get())
-        await asyncio.wait({reply, self.task}, timeout=LIFESPAN_LIMIT, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done() and not self.task.cancelled():
-            self.task.exception()  # read: the outcome below says what it was
-        if reply.done():
-            answer = reply.result()
-            if answer["type"].endswith(".complete"):
-                return "complete"
-            lines = [line for line in str(answer.get("message", "")).splitlines() if line.strip()]
-            return f"failed: {lines[-1].strip() if lines else answer['type']}"
-        reply.cancel()
-        if self.task.done():
-            error = None if self.task.cancelled() else self.task.exception()
-            return f"failed: {type(error).__name__}: {error}" if error else "failed: the lifespan ended without a word"
-        return "never finished"
 
 
 def make_job(number: int, priority: str, **payload: Any) -> Any:

@@ -34,7 +34,15 @@ from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_json, expect_status, expect_type, lesson
 from dojo.timeline import CatchAppErrors, within_bound
-from dojo.virtual_clock import VirtualClockLoop, after_time_passes, idle_wait, running_loop, settle, stop_leftovers
+from dojo.virtual_clock import (
+    Lifespan,
+    VirtualClockLoop,
+    after_time_passes,
+    idle_wait,
+    running_loop,
+    settle,
+    stop_leftovers,
+)
 
 reports = kata_module("k09_limits_and_timeouts", "reports")
 
@@ -744,56 +752,6 @@ def test_for_any_arrivals_at_most_the_limit_run_and_every_accepted_job_ends(limi
 # ---------------------------------------------------------------- task 4: over HTTP
 
 APP_LIMITS = {"max_running": 2, "max_waiting": 1, "timeout": 10.0, "retry_after": 7}
-
-#: Virtual seconds a start-up or a shutdown may take: none at all, unless it is stuck.
-LIFESPAN_LIMIT = 5.0
-
-
-class Lifespan:
-    """Drives an app's lifespan as a server does, start-up then shutdown, each step bounded.
-
-    ``start()`` and ``stop()`` say how the step went: ``"complete"``, ``"failed: <why>"`` or
-    ``"never finished"`` (a shutdown that waits for a job that will not end, say).
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.task: asyncio.Future[Any] | None = None
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def start(self) -> str:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self.task = asyncio.ensure_future(self.app(scope, self._inbox.get, self._outbox.put))
-        return await self._step("lifespan.startup")
-
-    async def started(self, *, revisit: str) -> None:
-        """Start it; a start-up that does not complete fails the spec."""
-        __tracebackhide__ = True
-        outcome = await self.start()
-        assert outcome == "complete", lesson(expected="the app's start-up complete", got=outcome, revisit=revisit)
-
-    async def stop(self) -> str:
-        return await self._step("lifespan.shutdown")
-
-    async def _step(self, message: str) -> str:
-        assert self.task is not None
-        await self._inbox.put({"type": message})
-        reply = asyncio.ensure_future(self._outbox.get())
-        await asyncio.wait({reply, self.task}, timeout=LIFESPAN_LIMIT, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done() and not self.task.cancelled():
-            self.task.exception()  # read: the outcome below says what it was
-        if reply.done():
-            answer = reply.result()
-            if answer["type"].endswith(".complete"):
-                return "complete"
-            lines = [line for line in str(answer.get("message", "")).splitlines() if line.strip()]
-            return f"failed: {lines[-1].strip() if lines else answer['type']}"
-        reply.cancel()
-        if self.task.done():
-            error = None if self.task.cancelled() else self.task.exception()
-            return f"failed: {type(error).__name__}: {error}" if error else "failed: the lifespan ended without a word"
-        return "never finished"
 
 
 @pytest.fixture(name="client")

@@ -34,7 +34,7 @@ from dojo.impl import kata_module
 from dojo.plugin import KataClient
 from dojo.teach import expect_json, expect_status, expect_type, lesson
 from dojo.timeline import RESPONSE_COMPLETE, CatchAppErrors, Timeline, within_bound
-from dojo.virtual_clock import idle_wait, settle
+from dojo.virtual_clock import Lifespan, idle_wait, settle
 
 analytics = kata_module("k15_analytics", "analytics")
 
@@ -59,9 +59,6 @@ NOW = datetime(2026, 3, 29, 0, 5, 30, tzinfo=timezone.utc)
 EPSILON = 0.001
 #: Turns of the event loop a spec lets pass to be sure nothing more happens: correct code needs none.
 QUIET = 50
-#: Virtual seconds a start-up or a shutdown may take: none at all unless it is stuck.
-LIFESPAN_LIMIT = 5.0
-
 # ---------------------------------------------------------------- the fake store
 
 APPEND_STARTED = "store: append started"
@@ -273,49 +270,6 @@ def new_tasks(before: set[asyncio.Task[Any]]) -> list[str]:
     """The tasks started since ``before`` that are still running, by name."""
     current = asyncio.current_task()
     return [task.get_name() for task in asyncio.all_tasks() - before if task is not current and not task.done()]
-
-
-class Lifespan:
-    """Drives an app's lifespan as a server does, start-up then shutdown, each step bounded.
-
-    ``start()`` and ``stop()`` say how the step went: ``"complete"``, ``"failed: <the
-    exception>"`` or ``"never finished"``.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.task: asyncio.Future[Any] | None = None
-        self.stopped = False
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def start(self) -> str:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self.task = asyncio.ensure_future(self.app(scope, self._inbox.get, self._outbox.put))
-        return await self._step("lifespan.startup")
-
-    async def stop(self) -> str:
-        self.stopped = True
-        return await self._step("lifespan.shutdown")
-
-    async def _step(self, message: str) -> str:
-        assert self.task is not None
-        await self._inbox.put({"type": message})
-        reply = asyncio.ensure_future(self._outbox.get())
-        await asyncio.wait({reply, self.task}, timeout=LIFESPAN_LIMIT, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done() and not self.task.cancelled():
-            self.task.exception()  # read: the outcome below says what it was
-        if reply.done():
-            answer = reply.result()
-            if answer["type"].endswith(".complete"):
-                return "complete"
-            lines = [line for line in str(answer.get("message", "")).splitlines() if line.strip()]
-            return f"failed: {lines[-1].strip() if lines else answer['type']}"
-        reply.cancel()
-        if self.task.done():
-            error = None if self.task.cancelled() else self.task.exception()
-            return f"failed: {type(error).__name__}: {error}" if error else "failed: the lifespan ended without a word"
-        return "never finished"
 
 
 @contextlib.asynccontextmanager

@@ -12,23 +12,4 @@ on the event loop's clock fires at exactly the virtual moment it was set for.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import pytest
-
-from dojo.virtual_clock import VirtualClockLoop, stop_leftovers
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
-    """Every async spec of this kata runs on the virtual clock."""
-    return {"virtual-clock": VirtualClockLoop}
-
-
-@pytest.fixture(autouse=True)
-async def _no_task_outlives_its_spec() -> AsyncIterator[None]:
-    """Tasks a spec's code started and left behind are stopped, so no later spec sees them."""
-    before = asyncio.all_tasks()
-    yield
-    await stop_leftovers(before)
+from dojo.virtual_clock import no_task_outlives_its_spec, pytest_asyncio_loop_factories  # noqa: F401 - registered by importing
