@@ -41,6 +41,8 @@ from typing import Any
 
 import pytest
 
+from dojo.teach import lesson
+
 #: Turns of the event loop :func:`settle` allows by default. Correct code needs far fewer.
 ROUNDS = 2000
 #: Busy turns in a row after which the clock moves to the next timer anyway.
@@ -226,8 +228,6 @@ class Lifespan:
     async def started(self, *, revisit: str) -> None:
         """Start it; a start-up that does not complete fails the spec."""
         __tracebackhide__ = True
-        from dojo.teach import lesson
-
         outcome = await self.start()
         assert outcome == "complete", lesson(expected="the app's start-up complete", got=outcome, revisit=revisit)
 
