@@ -351,12 +351,13 @@ def describe_error(error: BaseException) -> str:
 
     That frame is nearly always the learner's own line, which is what they need to see.
     """
-    frames = traceback.extract_tb(error.__traceback__)
-    ours = [f for f in frames if not _is_library(f.filename)]
     where = ""
-    if ours:
-        frame = ours[-1]
-        where = f" ({_short_path(frame.filename)}:{frame.lineno}, in {frame.name})"
+    # The frames themselves, not ``traceback.extract_tb``: that one also reads every frame's
+    # source line and column span, ~1 ms a failure through the ASGI stack's thirty frames.
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        code = frame.f_code
+        if not _is_library(code.co_filename):
+            where = f" ({_short_path(code.co_filename)}:{lineno}, in {code.co_name})"
     return f"{type(error).__name__}: {error}{where}"
 
 

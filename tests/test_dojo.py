@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -301,6 +302,20 @@ async def test_an_app_error_is_kept_not_raised_and_points_at_the_line():
     assert isinstance(exchange.error, RuntimeError)
     assert "test_dojo.py" in describe_error(exchange.error)
     assert timeline.count("app raised") == 1
+
+
+def _reads_a_broken_document() -> None:
+    json.loads("{")  # the error is raised three frames down, inside the standard library
+
+
+def test_an_error_is_described_at_the_deepest_line_outside_the_libraries():
+    """The line named is the user's own, even when the error was raised deeper, in a library."""
+    with pytest.raises(ValueError) as raised:
+        _reads_a_broken_document()
+    line = _reads_a_broken_document.__code__.co_firstlineno + 1
+    assert describe_error(raised.value) == (
+        f"JSONDecodeError: {raised.value} (tests/test_dojo.py:{line}, in _reads_a_broken_document)"
+    )
 
 
 async def test_the_error_catcher_turns_a_crash_into_a_500_that_says_why():
