@@ -215,15 +215,17 @@ def measure_katas(slugs: list[str], runs: int, no_cache: bool) -> int:
             floor.mkdir()
             (floor / "test_trivial.py").write_text(kata_floor_test(kata))
             floor_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(floor)]
-            _time(floor_command, floor, env)
-            floors = [_time(floor_command, floor, env) for _ in range(runs)]
             progress = clone / ".kata-progress"
-            progress.unlink(missing_ok=True)
-            _time([*_script(), kata.slug], clone, env)
-            bares = []
-            for _ in range(runs):
+            floors, bares = [], []
+            # One of each in turn (after one of each to warm up): a machine that slows down or
+            # speeds up during the measure moves both alike, and the ratio stays true.
+            for number in range(runs + 1):
+                floor_time = _time(floor_command, floor, env)
                 progress.unlink(missing_ok=True)
-                bares.append(_time([*_script(), kata.slug], clone, env))
+                bare_time = _time([*_script(), kata.slug], clone, env)
+                if number:
+                    floors.append(floor_time)
+                    bares.append(bare_time)
             spec_run(clone, env, kata)
             samples = [spec_run(clone, env, kata) for _ in range(runs)]
             sessions = [sample[0] for sample in samples]
