@@ -591,6 +591,10 @@ def run_learner_tests(path: Path, wanted: tuple[str, ...] = (GIVEN_ID,)) -> Run:
         os.devnull,  # no settings file: the learner's own settings stay out
         "--rootdir",
         str(path.parent),
+        # Collection starts here: by default it starts at the settings file's folder (/dev, for
+        # os.devnull), so pytest would list every folder from the top of the disk down to the file.
+        "--confcutdir",
+        str(path.parent),
         "--noconftest",
         "--import-mode=importlib",
         "--disable-plugin-autoload",  # the plugins a test suite of this stack uses, and no other
