@@ -266,7 +266,14 @@ def import_kata_module(root: Path, slug: str, module: str) -> types.ModuleType:
         spec.submodule_search_locations = [str(folder)]
         package = importlib.util.module_from_spec(spec)
         sys.modules[slug] = package
-    return importlib.import_module(f"{slug}.{module}")
+    # The learner's bytecode is never written: Python trusts a ``.pyc`` whose source has the
+    # same size and mtime to the second, so one written now could shadow a save later in the
+    # same second. Our side (the stack, the specs pytest rewrote) is cached as usual.
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        return importlib.import_module(f"{slug}.{module}")
+    finally:
+        sys.dont_write_bytecode = writes
 
 
 _ACTIVE: list[Implementation] = []

@@ -866,3 +866,19 @@ def test_leak_check_collects_garbage_only_when_something_looks_left_open(monkeyp
     finally:
         kept.close()
     assert len(left) == 1 and "socket:[" in left[0]
+
+
+def test_the_learners_bytecode_is_never_written_and_the_setting_is_put_back(tmp_path, monkeypatch):
+    """A .pyc of the learner's module could shadow a save made in the same second: none is written."""
+    (tmp_path / "k99_probe").mkdir()
+    (tmp_path / "k99_probe" / "probe.py").write_text("from . import helper\nVALUE = helper.VALUE\n")
+    (tmp_path / "k99_probe" / "helper.py").write_text("VALUE = 7\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.delitem(sys.modules, "k99_probe", raising=False)
+    try:
+        assert impl.import_kata_module(tmp_path, "k99_probe", "probe").VALUE == 7
+    finally:
+        for name in [name for name in sys.modules if name.partition(".")[0] == "k99_probe"]:
+            del sys.modules[name]
+    assert not (tmp_path / "k99_probe" / "__pycache__").exists()
+    assert sys.dont_write_bytecode is False

@@ -619,6 +619,8 @@ def run_learner_tests(path: Path, wanted: tuple[str, ...] = (GIVEN_ID,)) -> Run:
     plugins = [harness, shop_fixture({name: factories[name] for name in todo})]
     outer_handlers, logging.root.handlers = logging.root.handlers, []  # the inner run's records stay in it
     ignored = frozen_clocks_skip_the_libraries(warm=b"freeze" in content)
+    # The learner's file is never cached as bytecode: a .pyc could shadow a save in the same second.
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         with (
             contextlib.redirect_stdout(output),
@@ -629,6 +631,7 @@ def run_learner_tests(path: Path, wanted: tuple[str, ...] = (GIVEN_ID,)) -> Run:
     except Stopped:  # the spec's alarm drew near between two of pytest's steps: handled below
         status = pytest.ExitCode.INTERRUPTED
     finally:
+        sys.dont_write_bytecode = writes
         logging.root.handlers = outer_handlers
         freezegun.config.settings.default_ignore_list = ignored
         for name in set(sys.modules) - before:
