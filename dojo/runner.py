@@ -7,7 +7,8 @@ its ``@pytest.mark.task(N)`` and the message of its failure (our specs' messages
 
 Three ways to get a :class:`Verdict`:
 
-- :func:`run_in_process`: here, now (the bare ``kata`` command: one process, one run);
+- :func:`run_in_process`: here, now (the bare ``kata`` command: one run, shared by two
+  processes when it is long and the machine has two cores, see :class:`_SecondProcess`);
 - :class:`ForkServer`: a long-lived process that imported pytest, FastAPI and httpx
   once and forks a fresh child per run, so a run costs the specs and not the imports
   (``kata watch``, and ``python -m dojo.mutation`` with one server per worker; POSIX
@@ -26,12 +27,15 @@ import io
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -207,6 +211,102 @@ class _Collector:
         self.specs[report.nodeid] = SpecResult(name, self.tasks.get(report.nodeid), outcome, message)
 
 
+#: A run of at least this many specs is shared with a second process (see :class:`_SecondProcess`).
+SHARE_AT = 40
+
+
+class _SecondProcess:
+    """A pytest plugin that shares a long run with a forked child: it runs every other spec.
+
+    Once pytest has collected, and before any spec runs (nothing of the learner's is
+    imported yet), the process forks: the child runs the specs at odd places, this one
+    those at even places, each of its own, and the child sends its outcomes back through a
+    pipe and leaves with ``os._exit``. :meth:`join` puts them back in the specs' order, so
+    the verdict is the one a single process gives, in about half the time on two cores.
+    Only where ``os.fork`` is, with two cores or more, and when no other thread runs here.
+    """
+
+    def __init__(self, collector: _Collector) -> None:
+        self.collector = collector
+        self.order: dict[str, int] = {}
+        self.theirs: list[str] = []  # the child's specs
+        self.child: tuple[int, int] | None = None  # in the parent: the child's pid and the pipe's read end
+        self.pipe: int | None = None  # in the child: the pipe's write end
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        items = session.items
+        if len(items) < SHARE_AT or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+            return
+        if threading.active_count() > 1:  # a fork copies only this thread: whatever the others hold stays held
+            return
+        self.order = {item.nodeid: index for index, item in enumerate(items)}
+        self.theirs = [item.nodeid for item in items[1::2]]
+        read, write = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "use of fork() may lead to deadlocks": no thread
+            pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            self.pipe = write
+            items[:] = items[1::2]
+        else:
+            os.close(write)
+            self.child = (pid, read)
+            items[:] = items[0::2]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        if self.pipe is not None:
+            self._send()
+
+    def _send(self) -> NoReturn:
+        """In the child: its outcomes to the parent, then leave (none of pytest's clean-up is needed)."""
+        specs = {nodeid: asdict(spec) for nodeid, spec in self.collector.specs.items()}
+        data = json.dumps({"specs": specs, "problems": self.collector.problems}).encode()
+        try:
+            while data:
+                data = data[os.write(self.pipe or 0, data) :]
+        finally:
+            os._exit(0)
+
+    def join(self) -> None:
+        """In the parent: the child's outcomes (its specs are errors if it died or hung), in the specs' order."""
+        if self.pipe is not None:  # the child's pytest stopped before its session finished
+            self._send()
+        if self.child is None:
+            return
+        pid, read = self.child
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + RUN_TIMEOUT
+        why = "the process that ran it ended first: does your code end the process, for example with os._exit()?"
+        while (left := deadline - time.monotonic()) > 0 and select.select([read], [], [], left)[0]:
+            chunk = os.read(read, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            why = f"the specs ran for over {RUN_TIMEOUT:.0f} s: is there an endless loop?"
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.close(read)
+        os.waitpid(pid, 0)
+        collector = self.collector
+        try:
+            sent = json.loads(b"".join(chunks))
+        except ValueError:
+            sent = {"specs": {}, "problems": []}
+        for nodeid, spec in sent["specs"].items():
+            collector.specs[nodeid] = SpecResult(**spec)
+        collector.problems += [problem for problem in sent["problems"] if problem not in collector.problems]
+        for nodeid in self.theirs:
+            if nodeid not in collector.specs:
+                name = nodeid.split("::", 1)[-1]
+                collector.specs[nodeid] = SpecResult(name, collector.tasks.get(nodeid), "error", f"not run: {why}")
+        last = len(self.order)
+        collector.specs = dict(sorted(collector.specs.items(), key=lambda entry: self.order.get(entry[0], last)))
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
@@ -214,23 +314,26 @@ def _quiet() -> Iterator[io.StringIO]:
         yield buffer
 
 
-def run_in_process(
+def run_in_process(  # noqa: PLR0913 - the kata and code, then keyword-only options
     slug: str,
     impl: str = "katas",
     *,
     before_run: Callable[[], None] | None = None,
     on_finish: Callable[[Verdict], None] | None = None,
     options: tuple[str, ...] = (),
+    share: bool = False,
 ) -> Verdict:
     """Run kata ``slug``'s specs against ``impl`` here, and return the verdict.
 
     ``before_run`` is called once pytest has configured itself and collected the specs,
     before the first spec runs (and imports the learner's code); ``on_finish`` gets the
     verdict as soon as the last spec ran, before pytest's clean-up. ``options`` are more
-    pytest options (``-x``: stop at the first failing spec).
+    pytest options (``-x``: stop at the first failing spec). With ``share``, a long run is
+    shared with a second process (:class:`_SecondProcess`).
     """
     kata = _manifest.load().get(slug)
     collector = _Collector(kata.slug, before_run, on_finish)
+    second = _SecondProcess(collector) if share else None
     args = [
         str(kata.spec_path),
         f"--impl={impl}",
@@ -241,7 +344,9 @@ def run_in_process(
         *options,
     ]
     with _quiet() as output:
-        code = pytest.main(args, plugins=[collector])
+        code = pytest.main(args, plugins=[collector, *([second] if second is not None else [])])
+    if second is not None:
+        second.join()
     verdict = collector.verdict()
     if not verdict.problem and (not verdict.specs or code not in {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED}):
         verdict.problem = f"pytest stopped ({code!r}) before any spec ran:\n{output.getvalue().strip()[-2000:]}"
@@ -249,7 +354,7 @@ def run_in_process(
 
 
 def run_fresh(slug: str) -> Verdict:
-    """:func:`run_in_process`, with the stack imported first.
+    """:func:`run_in_process`, with the stack imported first, a long run shared by two processes.
 
     No bytecode of the learner's code is ever written (:func:`dojo.impl.import_kata_module`
     sees to it: a ``.pyc`` could shadow a save made in the same second); the stack's and the
@@ -260,7 +365,7 @@ def run_fresh(slug: str) -> Verdict:
 
     # hypothesis costs ~0.3 s to import: only for a kata with property specs.
     _import_stack(skip=() if uses_hypothesis(_manifest.load().get(slug).spec_path) else ("hypothesis",))
-    return run_in_process(slug)
+    return run_in_process(slug, share=True)
 
 
 def _crashed(slug: str, detail: str) -> Verdict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
-from dojo import impl, manifest
+from dojo import impl, manifest, runner
 from dojo.fakes import (
     BACKGROUND_HELD,
     BACKGROUND_RELEASED,
@@ -882,3 +883,57 @@ def test_the_learners_bytecode_is_never_written_and_the_setting_is_put_back(tmp_
             del sys.modules[name]
     assert not (tmp_path / "k99_probe" / "__pycache__").exists()
     assert sys.dont_write_bytecode is False
+
+
+_SHARED_AND_SINGLE = """
+import json, sys
+from dojo import runner
+slug, impl = sys.argv[1], sys.argv[2]
+forked = []
+join = runner._SecondProcess.join
+runner._SecondProcess.join = lambda self: (forked.append(self.child is not None), join(self))
+runs = [runner.run_in_process(slug, impl, share=share) for share in (True, False)]
+outcomes = [[[s.name, s.task, s.outcome, s.message] for s in run.specs] + [run.problem] for run in runs]
+print(json.dumps([forked, *outcomes]))
+"""
+
+
+@pytest.mark.parametrize("code", ["katas", "solutions"], ids=["red", "green"])
+def test_a_run_shared_by_two_processes_gives_the_verdict_of_one(code):
+    """Same specs, same order, same outcomes and messages, whether a long run is shared or not."""
+    kata = manifest.load().get("k10_dead_letters_and_cleanup")
+    result = subprocess.run(
+        [sys.executable, "-c", _SHARED_AND_SINGLE, kata.slug, code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    forked, shared, single = json.loads(result.stdout.strip().splitlines()[-1])
+    assert forked == [True]  # the shared run did fork
+    assert len(single) == 91  # 90 specs and the problem
+    assert shared == single
+
+
+def test_the_specs_of_a_second_process_that_dies_are_errors_in_their_place():
+    collector = runner._Collector("k01_fire_and_forget")
+    second = runner._SecondProcess(collector)
+    collector.tasks = {"t.py::first": 1, "t.py::second": 1, "t.py::third": 2}
+    second.order = {"t.py::first": 0, "t.py::second": 1, "t.py::third": 2}
+    second.theirs = ["t.py::second"]
+    collector.specs["t.py::third"] = runner.SpecResult("third", 2, "passed")
+    collector.specs["t.py::first"] = runner.SpecResult("first", 1, "failed", "expected 1")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a child that dies without a word
+        os._exit(3)
+    os.close(write)
+    second.child = (pid, read)
+    second.join()
+    assert [(spec.name, spec.outcome) for spec in collector.specs.values()] == [
+        ("first", "failed"),
+        ("second", "error"),
+        ("third", "passed"),
+    ]
+    assert collector.specs["t.py::second"].task == 1
+    assert "os._exit" in collector.specs["t.py::second"].message
