@@ -262,11 +262,12 @@ class _SecondProcess:
 
     def _send(self) -> NoReturn:
         """In the child: its outcomes to the parent, then leave (none of pytest's clean-up is needed)."""
+        pipe = self.pipe
         specs = {nodeid: asdict(spec) for nodeid, spec in self.collector.specs.items()}
         data = json.dumps({"specs": specs, "problems": self.collector.problems}).encode()
         try:
-            while data:
-                data = data[os.write(self.pipe or 0, data) :]
+            while data and pipe is not None:
+                data = data[os.write(pipe, data) :]
         finally:
             os._exit(0)
 
