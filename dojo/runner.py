@@ -278,23 +278,17 @@ class _SecondProcess:
         if self.child is None:
             return
         pid, read = self.child
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + RUN_TIMEOUT
-        why = "the process that ran it ended first: does your code end the process, for example with os._exit()?"
-        while (left := deadline - time.monotonic()) > 0 and select.select([read], [], [], left)[0]:
-            chunk = os.read(read, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        else:
-            why = f"the specs ran for over {RUN_TIMEOUT:.0f} s: is there an endless loop?"
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        data = _read_child(read, pid, RUN_TIMEOUT)
         os.close(read)
         os.waitpid(pid, 0)
+        why = (
+            f"the specs ran for over {RUN_TIMEOUT:.0f} s: is there an endless loop?"
+            if data is None
+            else "the process that ran it ended first: does your code end the process, for example with os._exit()?"
+        )
         collector = self.collector
         try:
-            sent = json.loads(b"".join(chunks))
+            sent = json.loads(data or b"")
         except ValueError:
             sent = {"specs": {}, "problems": []}
         for nodeid, spec in sent["specs"].items():
@@ -306,6 +300,22 @@ class _SecondProcess:
                 collector.specs[nodeid] = SpecResult(name, collector.tasks.get(nodeid), "error", f"not run: {why}")
         last = len(self.order)
         collector.specs = dict(sorted(collector.specs.items(), key=lambda entry: self.order.get(entry[0], last)))
+
+
+def _read_child(fd: int, pid: int, seconds: float) -> bytes | None:
+    """All a forked child writes to ``fd`` until it closes it; ``None``, and the child killed, after ``seconds``."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 @contextlib.contextmanager
@@ -616,29 +626,21 @@ def _discard(prepared: _Prepared) -> None:
 def _collect(prepared: _Prepared) -> Verdict:
     with contextlib.suppress(BrokenPipeError):  # a child that stopped early has already answered
         os.write(prepared.go, b"g")
-    chunks: list[bytes] = []
     limit = prepared.request.timeout
-    deadline = time.monotonic() + limit
-    while True:
-        ready, _, _ = select.select([prepared.result], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            os.kill(prepared.pid, 9)
-            _discard(prepared)
-            return Verdict(
-                slug=prepared.request.slug,
-                problem=f"the specs ran for over {limit:g} s: is there an endless loop?",
-                timed_out=True,
-            )
-        chunk = os.read(prepared.result, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
+    data = _read_child(prepared.result, prepared.pid, limit)
+    if data is None:
+        _discard(prepared)
+        return Verdict(
+            slug=prepared.request.slug,
+            problem=f"the specs ran for over {limit:g} s: is there an endless loop?",
+            timed_out=True,
+        )
     _, status = os.waitpid(prepared.pid, 0)
     os.close(prepared.go)
     os.close(prepared.result)
-    if not chunks:
+    if not data:
         return _crashed(prepared.request.slug, f"wait status {status}")
-    return Verdict.from_json(b"".join(chunks).decode())
+    return Verdict.from_json(data.decode())
 
 
 def kata_imports(slug: str) -> list[str]:
