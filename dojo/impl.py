@@ -291,6 +291,22 @@ def pop(impl: Implementation) -> None:
     impl.close()
 
 
+def depth() -> int:
+    """How many implementations are served now: :func:`close_above` takes it back."""
+    return len(_ACTIVE)
+
+
+def close_above(level: int) -> None:
+    """Remove what the implementations pushed above ``level`` materialized.
+
+    For a forked child that leaves with ``os._exit``: pytest_unconfigure never runs
+    there, and the folders a mutant or the shipped stubs were written to would stay.
+    What the parent pushed before the fork is the parent's: it is left alone.
+    """
+    for impl in _ACTIVE[level:]:
+        impl.close()
+
+
 def active() -> Implementation:
     """The code the specs exercise right now (the default switch outside pytest)."""
     if not _ACTIVE:

@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from dojo import impl as _impl
 from dojo import manifest as _manifest
 from dojo.plugin import task_of
 
@@ -582,15 +583,20 @@ def _child(request: Request, go: int, result: int) -> None:
 
     Nothing may return from here: the child would carry on in the server's own loop.
     """
+    level = _impl.depth()  # what the run pushes above it is this child's to remove
 
     def answer(verdict: Verdict) -> None:
         with contextlib.suppress(OSError):  # the server is gone: nobody to tell
             os.write(result, verdict.to_json().encode())
-        os._exit(0)  # the parent has its answer; pytest's clean-up would only cost time
+        leave(0)
+
+    def leave(code: int) -> NoReturn:
+        _impl.close_above(level)  # a mutant's or the stubs' folder: pytest_unconfigure will not run
+        os._exit(code)  # the parent has its answer; pytest's clean-up would only cost time
 
     def wait_for_go() -> None:
         if not os.read(go, 1):
-            os._exit(0)  # not needed after all: the learner moved to another kata, or quit
+            leave(0)  # not needed after all: the learner moved to another kata, or quit
 
     try:
         try:
@@ -601,7 +607,7 @@ def _child(request: Request, go: int, result: int) -> None:
             verdict = Verdict(slug=request.slug, problem=f"the run failed: {type(error).__name__}: {error}")
         answer(verdict)
     finally:
-        os._exit(1)
+        leave(1)
 
 
 def _prepare(request: Request) -> _Prepared:

@@ -465,6 +465,26 @@ def test_the_fork_server_knows_which_libraries_a_kata_imports():
     assert not [name for name in names if name.split(".")[0] in {"dojo", *K01.modules, "__future__"}]
 
 
+def test_the_fork_servers_children_leave_no_folder_of_the_code_they_ran(monkeypatch, tmp_path):
+    """A mutant's or the stubs' folder is removed by the child that made it, run or only prepared.
+
+    The children leave with os._exit (pytest's clean-up would only cost time), so nothing of
+    pytest_unconfigure runs there: before this, each mutant the checks ran left a folder in /tmp.
+    """
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    server = runner.ForkServer()
+    try:  # `again`: a spare child is prepared for the same request, then never used
+        impls = ("mutant:k01_fire_and_forget/answers_200", "shipped")
+        ran = [server.run(runner.Request(K01.slug, impl)) for impl in impls]
+    finally:
+        server.close()
+    assert all(verdict.specs and not verdict.problem for verdict in ran), [verdict.problem for verdict in ran]
+    deadline = time.monotonic() + 5  # the spare child leaves when it reads that the server is gone
+    while (left := [path.name for path in tmp_path.glob("kata-*")]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+
+
 def test_the_manifest_refuses_a_serve_entry_outside_the_katas_modules():
     """`serve` must be "module:factory" with one of the kata's own modules."""
     data = manifest.tomllib.loads((REPO_ROOT / "dojo" / "manifest.toml").read_text())
