@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -121,6 +122,8 @@ CORPUS: dict[str, dict[str, str]] = {
             "import pytest\n\n\n@pytest.mark.task(1)\ndef test_everything():\n    assert True\n"
         ),
     },
+    "untouched_stub_crlf": {"katas/k01_fire_and_forget/notifications.py": STUB.replace("\n", "\r\n")},
+    "stub_with_a_comment": {"katas/k01_fire_and_forget/notifications.py": STUB + "\n# not started yet\n"},
     "conftest_forces_pass": {
         "katas/k01_fire_and_forget/notifications.py": STUB,
         "katas/k01_fire_and_forget/conftest.py": FORCE_GREEN,
@@ -198,6 +201,8 @@ EXPECTED = {
     "flood_of_output": ("pass", K01.points),
     "edited_spec_file": ("fail", 0),
     "conftest_forces_pass": ("fail", 0),
+    "untouched_stub_crlf": ("fail", 0),
+    "stub_with_a_comment": ("fail", 0),
 }
 
 
@@ -316,6 +321,28 @@ def test_the_submissions_specs_conftest_and_settings_are_ignored_and_reported(co
     assert forced["modified_files"] == ["conftest.py"] and forced["ignored_files"] == []
     assert "modified conftest.py (ignored: graded with ours)" in "; ".join(corpus["conftest_forces_pass"]["notes"])
     assert corpus["solution"]["katas"][0]["spec_file"] == "absent"
+
+
+@pytest.mark.slow
+def test_a_kata_left_as_shipped_is_run_once_for_the_class_and_gets_the_verdicts_of_a_run_of_its_own(corpus):
+    """The stub as shipped (line endings aside, whatever else is in the folder) runs once; each such submission gets it.
+
+    The same stub with one comment more is the student's code: it runs on its own, and gets
+    the same verdicts.
+    """
+    names = ("untouched_stub", "untouched_stub_crlf", "edited_spec_file", "conftest_forces_pass")
+    shipped = [corpus[name] for name in names]
+    own = corpus["stub_with_a_comment"]
+    assert [result["katas"][0]["as_shipped"] for result in shipped] == [True] * 4
+    assert own["katas"][0]["as_shipped"] is False
+    assert {result["katas"][0]["note"] for result in shipped} == {"scored 0: left as shipped (the stub)"}
+
+    def verdicts(result):
+        return [(test["nodeid"], test["outcome"], test["message"], test["output"]) for test in result["tests"]]
+
+    assert all(verdicts(result) == verdicts(own) for result in shipped)
+    assert len({tuple(test["duration"] for test in result["tests"]) for result in shipped}) == 1, "one run for all"
+    assert "run-" not in json.dumps([verdicts(result) for result in shipped]), "no grading folder in a message"
 
 
 @pytest.mark.slow
@@ -1122,6 +1149,89 @@ def test_the_stream_is_checked_for_consistency():
     text = "; ".join(run.problems)
     for expected in ("not the spec running", "without the grading process's token", "exit status 0"):
         assert expected in text, text
+
+
+def test_a_kata_left_as_shipped_is_run_once_and_only_a_clean_run_is_kept(tmp_path):
+    """The first submission that needs it runs it; the later ones get copies of its verdicts, student paths only.
+
+    A run that was not clean (a spec timed out, a refusal, a note) is given to its own
+    submission only: the next one runs the stub again.
+    """
+    work = tmp_path / "work"
+    shared = child.AsShipped()
+    runs = []
+
+    def run_kata(outcome, **seen):
+        def run(into):
+            runs.append(outcome)
+            into.verdicts.update(
+                {
+                    "k::test_a": {"outcome": outcome, "message": f"{work}/run-x1/code/k01/notifications.py:3: Not yet"},
+                    "k::test_b": {"outcome": "failed", "message": None, "output": f"{work}/run-x1/tmp/log"},
+                }
+            )
+            for key, value in seen.items():
+                getattr(into, key).append(value)
+
+        return run
+
+    def graded(run):
+        outcome = child.Outcome()
+        shared.run("k01", work, outcome, run)
+        return outcome
+
+    first = graded(run_kata("timed_out"))
+    assert first.verdicts["k::test_a"]["outcome"] == "timed_out", "its own run's verdicts, as they came"
+    assert graded(run_kata("failed", refusals="k01: socket")).refusals == ["k01: socket"]
+    assert graded(run_kata("failed", notes="k01: 1 crashed")).notes == ["k01: 1 crashed"]
+    kept_from = graded(run_kata("failed"))
+    assert runs == ["timed_out", "failed", "failed", "failed"], "none of the first three was kept"
+    assert kept_from.verdicts["k::test_a"]["message"].startswith(f"{work}/run-x1/"), "cleaned later, with its folder"
+    again = graded(run_kata("passed"))
+    assert len(runs) == 4, "the clean run was kept: no fifth run"
+    assert again.verdicts == {
+        "k::test_a": {"outcome": "failed", "message": "k01/notifications.py:3: Not yet"},
+        "k::test_b": {"outcome": "failed", "message": None, "output": "log"},
+    }
+    again.verdicts["k::test_a"]["outcome"] = "passed"
+    assert graded(run_kata("passed")).verdicts["k::test_a"]["outcome"] == "failed", "each gets its own copy"
+
+
+def test_two_submissions_at_once_share_one_run_of_a_kata_left_as_shipped(tmp_path):
+    """The second waits for the first one's run instead of making its own."""
+    shared = child.AsShipped()
+    inside, release, runs = threading.Event(), threading.Event(), []
+
+    def run(into):
+        runs.append(1)
+        inside.set()
+        release.wait(5)
+        into.verdicts["k::test_a"] = {"outcome": "failed", "message": "NotImplementedError"}
+
+    outcomes = [child.Outcome(), child.Outcome()]
+    first = threading.Thread(target=shared.run, args=("k01", tmp_path, outcomes[0], run))
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=shared.run, args=("k01", tmp_path, outcomes[1], run))
+    second.start()
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert runs == [1]
+    expected = {"k::test_a": {"outcome": "failed", "message": "NotImplementedError"}}
+    assert outcomes[0].verdicts == outcomes[1].verdicts == expected
+
+
+def test_left_as_shipped_means_every_module_as_shipped_line_endings_aside():
+    stub = impl.shipped_source(K01, "notifications.py")
+    with_stubs = plan.Plan((K01,), (), plan.Limits(), (), {}, "x", {K01.slug: {"notifications.py": stub}})
+    assert with_stubs.left_as_shipped(K01.slug, {"notifications.py": stub})
+    assert with_stubs.left_as_shipped(K01.slug, {"notifications.py": stub.replace(b"\n", b"\r\n")})
+    assert not with_stubs.left_as_shipped(K01.slug, {"notifications.py": stub + b"# started\n"})
+    assert not with_stubs.left_as_shipped(K01.slug, {"notifications.py": stub.replace(b"\n", b" \n", 1)})
+    assert not with_stubs.left_as_shipped(K01.slug, {})
+    assert not with_stubs.left_as_shipped(K01.slug, None)
+    assert not with_stubs.left_as_shipped("k02_multiple_tasks", {"notifications.py": stub}), "no stubs recorded"
 
 
 @pytest.mark.parametrize(

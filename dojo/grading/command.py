@@ -22,7 +22,7 @@ from typing import Any
 from dojo import manifest as _manifest
 from dojo.grading import analysis as _analysis
 from dojo.grading import sandbox as _sandbox
-from dojo.grading.child import STOP, PlanMismatch, kill_all
+from dojo.grading.child import STOP, AsShipped, PlanMismatch, kill_all
 from dojo.grading.guard import Snapshot
 from dojo.grading.intake import Intake, fingerprint, read_submission
 from dojo.grading.outputs import (
@@ -140,6 +140,7 @@ class Run:
         self.sandbox = sandbox
         self.lock = threading.Lock()
         self.running: set[str] = set()
+        self.as_shipped = AsShipped()  # the katas left as shipped, run once for the class
         self.sources: dict[str, Source] = spec_sources(plan) if plan is not None else {}
         try:
             ledger = json.loads((out / LEDGER).read_text(encoding="utf-8"))
@@ -175,7 +176,7 @@ class Run:
             self.running.add(submission.student)
         try:
             self.check()
-            result = grade(submission, self.plan, intake, fingerprint_, self.sandbox)
+            result = grade(submission, self.plan, intake, fingerprint_, self.sandbox, as_shipped=self.as_shipped)
             if STOP.is_set():  # it may have seen its process killed by the stop: grade it on the next run
                 raise Interrupted
             self.check()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dojo.grading.audit import FORBIDDEN_MODULES, TEST_LIBRARIES
-from dojo.grading.plan import MODULE_CAP, Plan, Submission
+from dojo.grading.plan import MODULE_CAP, Plan, Submission, same_text
 from dojo.manifest import Kata
 
 
@@ -73,11 +73,6 @@ def read_file(submission: Submission, path: Path) -> tuple[bytes | None, str | N
         return handle.read(MODULE_CAP + 1)[:MODULE_CAP], None
 
 
-def _same_text(theirs: bytes, ours: bytes) -> bool:
-    """Byte for byte, except line endings (a Windows checkout is not an edit)."""
-    return theirs.replace(b"\r\n", b"\n") == ours.replace(b"\r\n", b"\n")
-
-
 def inspect_kata(  # noqa: C901 - each kind of file in the folder
     submission: Submission, kata: Kata, ours: dict[str, bytes]
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -96,7 +91,7 @@ def inspect_kata(  # noqa: C901 - each kind of file in the folder
     spec_file = "absent"
     theirs, why = read_file(submission, source / kata.spec)
     if theirs is not None:
-        spec_file = "unchanged" if _same_text(theirs, ours[f"katas/{kata.slug}/{kata.spec}"]) else "modified"
+        spec_file = "unchanged" if same_text(theirs, ours[f"katas/{kata.slug}/{kata.spec}"]) else "modified"
     elif why != "absent":
         spec_file = "refused"
         refused.append(f"{kata.spec}: {why}")
@@ -113,7 +108,7 @@ def inspect_kata(  # noqa: C901 - each kind of file in the folder
             ignored.append(path.name)
             continue
         content, _why = read_file(submission, path)
-        if content is None or not _same_text(content, shipped):
+        if content is None or not same_text(content, shipped):
             modified.append(path.name)
     if not folder_ok and (submission.root / kata.slug).is_symlink():
         refused.append(f"the folder {kata.slug}: a symbolic link (to {source.readlink()}): refused, not followed")
@@ -132,6 +127,7 @@ def read_submission(submission: Submission, plan: Plan) -> Intake:
     intake = Intake()
     for kata in plan.katas:
         modules, info = inspect_kata(submission, kata, plan.files)
+        info["as_shipped"] = plan.left_as_shipped(kata.slug, modules)
         intake.modules[kata.slug] = modules
         intake.katas[kata.slug] = info
         for name, content in modules.items():

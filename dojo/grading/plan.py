@@ -11,7 +11,7 @@ import ast
 import hashlib
 import json
 import textwrap
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,17 @@ class Plan:
     warm: tuple[str, ...]
     files: dict[str, bytes]  # our side, as read when grading began
     grader: str  # a hash of our side, the manifest and the limits
+    stubs: dict[str, dict[str, bytes]] = field(default_factory=dict)  # slug -> its modules as shipped
+
+    def left_as_shipped(self, slug: str, modules: dict[str, bytes] | None) -> bool:
+        """Whether a submission's modules of a kata are its stubs as shipped (line endings aside)."""
+        stubs = self.stubs.get(slug)
+        return (
+            bool(stubs)
+            and modules is not None
+            and modules.keys() == stubs.keys()
+            and all(same_text(modules[name], stubs[name]) for name in stubs)
+        )
 
     def specs_of(self, slug: str) -> list[Spec]:
         return [spec for spec in self.specs if spec.kata == slug]
@@ -149,6 +160,24 @@ class Plan:
         task = next(kata for kata in self.katas if kata.slug == spec.kata).task(spec.task)
         count = sum(1 for other in self.specs if other.kata == spec.kata and other.task == spec.task)
         return Fraction(task.points, count)
+
+
+def same_text(theirs: bytes, ours: bytes) -> bool:
+    """Byte for byte, except line endings (a Windows checkout is not an edit)."""
+    return theirs.replace(b"\r\n", b"\n") == ours.replace(b"\r\n", b"\n")
+
+
+def shipped_stubs(katas: tuple[Kata, ...]) -> dict[str, dict[str, bytes]]:
+    """Each kata's modules as shipped; a kata whose stubs cannot be recovered is left out (never reused)."""
+    from dojo.impl import ImplError, shipped_source
+
+    def stubs_of(kata: Kata) -> dict[str, bytes] | None:
+        try:
+            return {name: shipped_source(kata, name) for name in kata.module_files}
+        except ImplError:
+            return None
+
+    return {kata.slug: stubs for kata in katas if (stubs := stubs_of(kata)) is not None}
 
 
 def warm_modules(katas: tuple[Kata, ...]) -> tuple[str, ...]:
@@ -199,7 +228,7 @@ def make_plan(katas: tuple[Kata, ...], limits: Limits, files: dict[str, bytes], 
                     Spec(str(s["nodeid"]), str(s["kata"]), int(s["task"]), str(s["name"])) for s in saved["specs"]
                 )
                 if specs and {spec.kata for spec in specs} == {kata.slug for kata in katas}:
-                    return Plan(katas, specs, limits, warm, files, grader)
+                    return Plan(katas, specs, limits, warm, files, grader, shipped_stubs(katas))
         except (OSError, ValueError, KeyError, TypeError):
             pass
     specs = collect(katas, limits, files)
@@ -207,7 +236,7 @@ def make_plan(katas: tuple[Kata, ...], limits: Limits, files: dict[str, bytes], 
         from dojo.grading.outputs import write_atomically
 
         write_atomically(cache, json.dumps({"grader": grader, "specs": [asdict(spec) for spec in specs]}) + "\n")
-    return Plan(katas, specs, limits, warm, files, grader)
+    return Plan(katas, specs, limits, warm, files, grader, shipped_stubs(katas))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dojo.grading.child import Outcome, run_specs, verdict
+from dojo.grading.child import AsShipped, Outcome, run_specs, unrooted, verdict
 from dojo.grading.intake import Intake
 from dojo.grading.plan import (
     CRASHED,
@@ -59,7 +59,7 @@ def readable(spec: Spec) -> str:
 def _clean(text: Any, work: Path, cap: int, *, keep_end: bool) -> str | None:
     if not text or not isinstance(text, str):
         return None
-    text = re.sub(re.escape(str(work)) + r"/run-[^/]+/(code|grader|tmp)/", "", text)
+    text = unrooted(text, work)
     text = text.replace(f"{REPO_ROOT}/", "")
     if len(text) <= cap:
         return text
@@ -73,13 +73,21 @@ def num(value: Fraction) -> float | int:
     return int(value) if value.denominator == 1 else round(float(value), 4)
 
 
-def grade(submission: Submission, plan: Plan, intake: Intake, fingerprint: str, sandbox: str | None) -> dict[str, Any]:
+def grade(  # noqa: PLR0913 - the submission, what it is graded on, how, and what the class shares
+    submission: Submission,
+    plan: Plan,
+    intake: Intake,
+    fingerprint: str,
+    sandbox: str | None,
+    *,
+    as_shipped: AsShipped | None = None,
+) -> dict[str, Any]:
     """Grade one submission: its summary (the per-kata results.json files are made from it)."""
     started = time.monotonic()
     deadline = started + plan.limits.submission_timeout
     with tempfile.TemporaryDirectory(prefix="kata-grade-") as tmp:
         work = Path(tmp).resolve()
-        outcome = run_specs(plan, intake.modules, work, deadline, sandbox)
+        outcome = run_specs(plan, intake.modules, work, deadline, sandbox, as_shipped=as_shipped)
         tests = []
         for spec in plan.specs:
             found = outcome.verdicts.get(spec.nodeid) or verdict(NOT_RUN, "not run: no verdict came back")
@@ -212,6 +220,8 @@ def zero_reason(kata: dict[str, Any], tests: list[dict[str, Any]]) -> str | None
         return None
     if kata.get("missing_modules"):
         return f"scored 0: the submission has no {', '.join(kata['missing_modules'])}"
+    if kata.get("as_shipped"):
+        return "scored 0: left as shipped (the stub)"
     failure = import_failure(tests)
     if failure is not None:
         return (
