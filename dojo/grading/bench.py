@@ -6,7 +6,9 @@ whose first function spins forever (the case that costs a grader its time limits
 grades the class once with ``python -m dojo.grade`` (the instructor's command, sandbox as
 ``--sandbox`` says) and prints submissions per minute, with the machine it ran on, and
 checks every grade is what it must be (a solution full marks, a stub none, a hanging one
-less than full).
+less than full). The stubs are left as shipped, so the grader runs each of their katas
+once for the class (README: "A kata left as shipped runs once for the class"): the figure
+is that of a class part-way through the course, not of one that edited every kata.
 
 The figure in the README was measured with it; say the load (``uptime``) with any figure.
 """
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(katas)} katas in {seconds:.1f} s: {rate:.1f} submissions per minute, "
         f"{len(kinds) * len(katas) / seconds:.2f} kata runs per second"
     )
+    _say("the stubs are left as shipped: each of their katas ran once for the class")
     _say(
         f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"sandbox {options.sandbox}, load {load:.1f} at the end"
