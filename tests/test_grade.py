@@ -1198,7 +1198,7 @@ def test_a_kata_left_as_shipped_is_run_once_and_only_a_clean_run_is_kept(tmp_pat
 
 
 def test_two_submissions_at_once_share_one_run_of_a_kata_left_as_shipped(tmp_path):
-    """The second waits for the first one's run instead of making its own."""
+    """The second waits for the first one's run instead of making its own, or, told not to wait, hears it is busy."""
     shared = child.AsShipped()
     inside, release, runs = threading.Event(), threading.Event(), []
 
@@ -1212,14 +1212,18 @@ def test_two_submissions_at_once_share_one_run_of_a_kata_left_as_shipped(tmp_pat
     first = threading.Thread(target=shared.run, args=("k01", tmp_path, outcomes[0], run))
     first.start()
     assert inside.wait(5)
+    elsewhere = child.Outcome()
+    assert shared.run("k01", tmp_path, elsewhere, run, wait=False) is False, "busy: it may grade its other katas first"
+    assert elsewhere.verdicts == {}
     second = threading.Thread(target=shared.run, args=("k01", tmp_path, outcomes[1], run))
     second.start()
     release.set()
     first.join(5)
     second.join(5)
+    assert shared.run("k01", tmp_path, elsewhere, run, wait=False) is True
     assert runs == [1]
     expected = {"k::test_a": {"outcome": "failed", "message": "NotImplementedError"}}
-    assert outcomes[0].verdicts == outcomes[1].verdicts == expected
+    assert outcomes[0].verdicts == outcomes[1].verdicts == elsewhere.verdicts == expected
 
 
 def test_left_as_shipped_means_every_module_as_shipped_line_endings_aside():

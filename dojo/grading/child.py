@@ -14,6 +14,7 @@ and pytest's exit status consistent with the verdicts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -516,32 +517,48 @@ class AsShipped:
         self._locks: dict[str, threading.Lock] = {}
         self._kept: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def run(self, slug: str, work: Path, outcome: Outcome, run_kata: Callable[[Outcome], None]) -> None:
-        """Put the kata's verdicts into ``outcome``: kept ones, or those of a run made now."""
+    def run(
+        self, slug: str, work: Path, outcome: Outcome, run_kata: Callable[[Outcome], None], *, wait: bool = True
+    ) -> bool:
+        """Put the kata's verdicts into ``outcome``: kept ones, or those of a run made now.
+
+        Another submission may be running the stubs of this kata right now: with ``wait``,
+        this one waits for that run instead of making its own; without, it returns False at
+        once (and can grade its other katas meanwhile).
+        """
         with self._guard:
             lock = self._locks.setdefault(slug, threading.Lock())
-        with lock:  # a second submission waits for the first one's run instead of making its own
+        if not lock.acquire(blocking=wait):
+            return False
+        try:
             kept = self._kept.get(slug)
             if kept is None:
-                fresh = Outcome()
-                run_kata(fresh)
-                outcome.verdicts.update(fresh.verdicts)
-                outcome.notes.extend(note for note in fresh.notes if note not in outcome.notes)
-                outcome.refusals.extend(fresh.refusals)
-                outcome.problems.extend(fresh.problems)
-                clean = not (fresh.notes or fresh.refusals or fresh.problems) and all(
-                    record.get("outcome") in {PASSED, FAILED} for record in fresh.verdicts.values()
-                )
-                if clean:
-                    self._kept[slug] = {
-                        nodeid: {
-                            key: unrooted(value, work) if isinstance(value, str) and key != "outcome" else value
-                            for key, value in record.items()
-                        }
-                        for nodeid, record in fresh.verdicts.items()
-                    }
-                return
+                self._first_run(slug, work, outcome, run_kata)
+                return True
+        finally:
+            lock.release()
         outcome.verdicts.update({nodeid: dict(record) for nodeid, record in kept.items()})
+        return True
+
+    def _first_run(self, slug: str, work: Path, outcome: Outcome, run_kata: Callable[[Outcome], None]) -> None:
+        """Run the stubs for this submission; keep the verdicts (without its folders) if the run was clean."""
+        fresh = Outcome()
+        run_kata(fresh)
+        outcome.verdicts.update(fresh.verdicts)
+        outcome.notes.extend(note for note in fresh.notes if note not in outcome.notes)
+        outcome.refusals.extend(fresh.refusals)
+        outcome.problems.extend(fresh.problems)
+        clean = not (fresh.notes or fresh.refusals or fresh.problems) and all(
+            record.get("outcome") in {PASSED, FAILED} for record in fresh.verdicts.values()
+        )
+        if clean:
+            self._kept[slug] = {
+                nodeid: {
+                    key: unrooted(value, work) if isinstance(value, str) and key != "outcome" else value
+                    for key, value in record.items()
+                }
+                for nodeid, record in fresh.verdicts.items()
+            }
 
 
 def run_specs(  # noqa: PLR0913 - the submission, where, until when, how, and what is shared
@@ -561,16 +578,17 @@ def run_specs(  # noqa: PLR0913 - the submission, where, until when, how, and wh
     submission left as shipped gets the verdicts its stubs got once for the class.
     """
     outcome = Outcome()
+    later = []  # katas left as shipped whose stubs another submission is running right now
     for kata in plan.katas:
-        if as_shipped is not None and plan.left_as_shipped(kata.slug, modules.get(kata.slug)):
-            as_shipped.run(
-                kata.slug,
-                work,
-                outcome,
-                lambda into, kata=kata: _run_kata(plan, kata, modules, work, deadline, sandbox, into),
-            )
-        else:
-            _run_kata(plan, kata, modules, work, deadline, sandbox, outcome)
+        run = functools.partial(_run_kata, plan, kata, modules, work, deadline, sandbox)
+        if as_shipped is None or not plan.left_as_shipped(kata.slug, modules.get(kata.slug)):
+            run(outcome)
+        elif not as_shipped.run(kata.slug, work, outcome, run, wait=False):
+            later.append(kata)
+    if as_shipped is not None:  # its other katas graded meanwhile, it waits for those runs: no core idles for them
+        for kata in later:
+            run = functools.partial(_run_kata, plan, kata, modules, work, deadline, sandbox)
+            as_shipped.run(kata.slug, work, outcome, run)
     return outcome
 
 
