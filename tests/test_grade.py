@@ -1154,8 +1154,8 @@ def test_the_stream_is_checked_for_consistency():
 def test_a_kata_left_as_shipped_is_run_once_and_only_a_clean_run_is_kept(tmp_path):
     """The first submission that needs it runs it; the later ones get copies of its verdicts, student paths only.
 
-    A run that was not clean (a spec timed out, a refusal, a note) is given to its own
-    submission only: the next one runs the stub again.
+    A run that was not clean (a spec timed out or passed, a refusal, a note) is given to its
+    own submission only: the next one runs the stub again.
     """
     work = tmp_path / "work"
     shared = child.AsShipped()
@@ -1184,11 +1184,12 @@ def test_a_kata_left_as_shipped_is_run_once_and_only_a_clean_run_is_kept(tmp_pat
     assert first.verdicts["k::test_a"]["outcome"] == "timed_out", "its own run's verdicts, as they came"
     assert graded(run_kata("failed", refusals="k01: socket")).refusals == ["k01: socket"]
     assert graded(run_kata("failed", notes="k01: 1 crashed")).notes == ["k01: 1 crashed"]
+    assert graded(run_kata("passed")).verdicts["k::test_a"]["outcome"] == "passed", "a stub never passes: not kept"
     kept_from = graded(run_kata("failed"))
-    assert runs == ["timed_out", "failed", "failed", "failed"], "none of the first three was kept"
+    assert runs == ["timed_out", "failed", "failed", "passed", "failed"], "none of the first four was kept"
     assert kept_from.verdicts["k::test_a"]["message"].startswith(f"{work}/run-x1/"), "cleaned later, with its folder"
     again = graded(run_kata("passed"))
-    assert len(runs) == 4, "the clean run was kept: no fifth run"
+    assert len(runs) == 5, "the clean run was kept: no sixth run"
     assert again.verdicts == {
         "k::test_a": {"outcome": "failed", "message": "k01/notifications.py:3: Not yet"},
         "k::test_b": {"outcome": "failed", "message": None, "output": "log"},

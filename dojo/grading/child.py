@@ -508,8 +508,10 @@ class AsShipped:
     submitted it (every one fails; the repository's checks see to it), so a class graded
     half-way through the course does not run each untouched kata once per student. The
     run is made like any other, in its own process and sandbox, for the first submission
-    that needs it; its verdicts are kept only if it ended cleanly (every spec passed or
-    failed, nothing refused, killed or doubted), else the next submission runs it again.
+    that needs it; its verdicts are kept only if it ended as a stub's run must (every spec
+    failed; nothing refused, noted, killed or doubted), else the next submission runs it
+    again. A pass is never kept: were a run ever forged into passing, the forgery would
+    stay in that one submission's results, never reach a classmate's.
     """
 
     def __init__(self) -> None:
@@ -549,7 +551,7 @@ class AsShipped:
         outcome.refusals.extend(fresh.refusals)
         outcome.problems.extend(fresh.problems)
         clean = not (fresh.notes or fresh.refusals or fresh.problems) and all(
-            record.get("outcome") in {PASSED, FAILED} for record in fresh.verdicts.values()
+            record.get("outcome") == FAILED for record in fresh.verdicts.values()
         )
         if clean:
             self._kept[slug] = {
