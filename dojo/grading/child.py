@@ -586,11 +586,10 @@ def run_specs(  # noqa: PLR0913 - the submission, where, until when, how, and wh
         if as_shipped is None or not plan.left_as_shipped(kata.slug, modules.get(kata.slug)):
             run(outcome)
         elif not as_shipped.run(kata.slug, work, outcome, run, wait=False):
-            later.append(kata)
-    if as_shipped is not None:  # its other katas graded meanwhile, it waits for those runs: no core idles for them
-        for kata in later:
-            run = functools.partial(_run_kata, plan, kata, modules, work, deadline, sandbox)
-            as_shipped.run(kata.slug, work, outcome, run)
+            later.append((kata.slug, run))
+    for slug, run in later:  # its other katas graded meanwhile, it waits for those runs: no core idles for them
+        assert as_shipped is not None  # only a shared run can be busy
+        as_shipped.run(slug, work, outcome, run)
     return outcome
 
 
