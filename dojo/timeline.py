@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import itertools
 import json as jsonlib
+import re
 import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -146,6 +147,72 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(lesson(expected=expected, got=str(await _value(got())), revisit=revisit))
         await asyncio.sleep(0.001)
+
+
+_GOT = re.compile(r"^\s*got:\s+(.*)$", re.MULTILINE)
+
+
+def _got(message: str) -> str:
+    """What a failure's lesson says it got (the first line of it), else the message's first line."""
+    said = _GOT.findall(message)
+    if said:
+        return said[-1]
+    lines = message.strip().splitlines()
+    return lines[0] if lines else "a failure without a message"
+
+
+async def every_case(
+    cases: Mapping[str, T],
+    check: Callable[[T], Awaitable[None]],
+    *,
+    what: str,
+    revisit: str,
+) -> None:
+    """Check each of ``cases`` in turn, within one :data:`BOUND` for them all; fail once, naming each case that failed.
+
+    For a spec that tries many inputs against one app: a case whose check fails is noted
+    and the next one is checked. The spec then fails with the first failing case's lesson
+    whole and what each other one got, so the learner sees every input that goes wrong
+    (as they would with a spec per case) for the price of one app. The checks run one after
+    another, each after the last one's work is over, so a check should look at what its own
+    case changed. A hang, or all of them together taking longer than the bound, ends the
+    spec at once, naming the case it stopped in; an error that is not a failed check (the
+    spec's own, say) is raised as it is, with a note of its case.
+    """
+    __tracebackhide__ = True
+    failed: list[tuple[str, str]] = []
+    current = ""
+
+    async def check_all() -> None:
+        nonlocal current
+        for name, case in cases.items():
+            current = name
+            try:
+                await check(case)
+            except StillRunningError:
+                raise
+            except AssertionError as error:
+                failed.append((name, str(error)))
+            except Exception as error:
+                error.add_note(f"(the spec was checking the case {name!r} of its {what})")
+                raise
+
+    try:
+        await within_bound(check_all(), revisit=revisit, expected=f"each of the {len(cases)} {what} checked")
+    except StillRunningError as error:
+        place = list(cases).index(current) + 1
+        raise StillRunningError(f"{what}: stopped in the case {current!r} ({place} of {len(cases)}){error}") from None
+    if not failed:
+        return
+    (first, message), others = failed[0], failed[1:]
+    text = f"{len(failed)} of the {len(cases)} {what} went wrong; the first, {first!r}:{message}"
+    if others:
+        alike: dict[str, list[str]] = {}
+        for name, said in others:  # grouped by what they got; the same as the first is said so
+            got = _got(said)
+            alike.setdefault("the same" if got == _got(message) else f"got {got[:120]}", []).append(repr(name))
+        text += "  also:    " + "; ".join(f"{', '.join(names)} ({got})" for got, names in alike.items()) + "\n"
+    raise AssertionError(text)
 
 
 class Timeline:

@@ -17,6 +17,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from dojo import impl, manifest, runner
+from dojo import timeline as timeline_module
 from dojo.fakes import (
     BACKGROUND_HELD,
     BACKGROUND_RELEASED,
@@ -34,7 +35,17 @@ from dojo.fakes import (
     FakeSleep,
 )
 from dojo.manifest import REPO_ROOT, git_blob_id
-from dojo.timeline import CALL_FINISHED, RESPONSE_COMPLETE, CatchAppErrors, Timeline, describe_error, wait_until
+from dojo.teach import lesson
+from dojo.timeline import (
+    CALL_FINISHED,
+    RESPONSE_COMPLETE,
+    CatchAppErrors,
+    StillRunningError,
+    Timeline,
+    describe_error,
+    every_case,
+    wait_until,
+)
 
 K01 = manifest.load().get("k01")
 
@@ -292,6 +303,55 @@ async def test_wait_until_asks_again_and_fails_at_once_once_the_calls_have_ended
         )
     assert time.perf_counter() - started < 1
     assert "three runs" in str(failure.value) and "one run" in str(failure.value) and "task 9" in str(failure.value)
+
+
+async def test_every_case_is_checked_and_the_failure_names_each_case_that_went_wrong():
+    """A failing case does not stop the next; one failure: the first case's lesson whole, the others by their got."""
+    checked: list[int] = []
+
+    async def check(number: int) -> None:
+        checked.append(number)
+        if number % 2:
+            got = "HTTP 500" if number < 5 else "HTTP 413"
+            raise AssertionError(lesson(expected=f"202 for {number}", got=got, revisit="task 1: the idea"))
+
+    cases = {f"case {number}": number for number in range(1, 7)}
+    with pytest.raises(AssertionError) as failure:
+        await every_case(cases, check, what="numbers", revisit="task 1")
+    assert checked == [1, 2, 3, 4, 5, 6]
+    assert str(failure.value) == (
+        "3 of the 6 numbers went wrong; the first, 'case 1':"
+        + lesson(expected="202 for 1", got="HTTP 500", revisit="task 1: the idea")
+        + "  also:    'case 3' (the same); 'case 5' (got HTTP 413)\n"
+    )
+    await every_case({"even": 2, "also even": 4}, check, what="numbers", revisit="task 1")
+    with pytest.raises(AssertionError) as alone:
+        await every_case({"odd": 1}, check, what="numbers", revisit="task 1")
+    assert "also" not in str(alone.value) and str(alone.value).startswith(
+        "1 of the 1 numbers went wrong; the first, 'odd':"
+    )
+
+
+async def test_every_case_stops_a_hang_at_the_bound_naming_the_case_and_notes_an_error_of_the_spec(monkeypatch):
+    """The cases share one bound: a hang ends the spec, naming its case; an error that is no failed check is raised."""
+    monkeypatch.setattr(timeline_module, "BOUND", 0.05)
+
+    async def check(delay: float) -> None:
+        await asyncio.sleep(delay)
+
+    started = time.perf_counter()
+    with pytest.raises(StillRunningError) as hang:
+        await every_case({"quick": 0, "slow": 0.04, "slower": 0.04, "last": 0}, check, what="waits", revisit="task 2")
+    assert time.perf_counter() - started < 1
+    assert str(hang.value).startswith("waits: stopped in the case 'slower' (3 of 4)")
+    assert "each of the 4 waits checked within 0.05 s" in str(hang.value) and "task 2" in str(hang.value)
+
+    async def broken(_: int) -> None:
+        raise KeyError("id")
+
+    with pytest.raises(KeyError) as error:
+        await every_case({"first": 1}, broken, what="bodies", revisit="task 3")
+    assert error.value.__notes__ == ["(the spec was checking the case 'first' of its bodies)"]
 
 
 async def test_an_app_error_is_kept_not_raised_and_points_at_the_line():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import re
 import uuid
@@ -32,6 +33,7 @@ from dojo.timeline import (
     CatchAppErrors,
     Exchange,
     Timeline,
+    every_case,
     within_bound,
 )
 
@@ -194,31 +196,40 @@ async def test_the_status_of_each_upload_is_at_its_own_address(client):
         )
 
 
+#: Requests that carry no file: not a form, a form without a part called file, a part that is no file.
+WITHOUT_A_FILE = {
+    "JSON": (json.dumps({"file": "AB-1,12"}).encode(), {"content-type": "application/json"}),
+    "plain text": (counts(*FIVE), {"content-type": "text/plain"}),
+    "no content type": (counts(*FIVE), {}),
+    "an empty form": (f"--{BOUNDARY}--\r\n".encode(), FORM),
+    "a file under another name": (form(counts(*FIVE), field="document"), FORM),
+    "text, no file": (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"\r\n\r\nAB-1\r\n--{BOUNDARY}--\r\n'.encode(),
+        FORM,
+    ),
+}
+
+
 @pytest.mark.task(1)
-@pytest.mark.parametrize(
-    ("body", "headers"),
-    [
-        (json.dumps({"file": "AB-1,12"}).encode(), {"content-type": "application/json"}),
-        (counts(*FIVE), {"content-type": "text/plain"}),
-        (counts(*FIVE), {}),
-        (f"--{BOUNDARY}--\r\n".encode(), FORM),
-        (form(counts(*FIVE), field="document"), FORM),
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"\r\n\r\nAB-1\r\n--{BOUNDARY}--\r\n'.encode(),
-            FORM,
-        ),
-    ],
-    ids=["JSON", "plain text", "no content type", "an empty form", "a file under another name", "text, no file"],
-)
-async def test_a_request_without_a_file_is_a_422_and_stores_nothing(client, inventory, upload_dir, body, headers):
-    """A body that is not a form, a form with no part called file, or a part that is no file: 422, nothing kept."""
-    response = await post(client, body, headers=headers, revisit=NO_FILE)
-    expect_status(response, 422, expected="422 Unprocessable Content: there is no file to take", revisit=NO_FILE)
-    assert files_under(upload_dir) == [] and inventory.calls == 0, lesson(
-        expected="nothing stored, nothing processed",
-        got=f"stored: {shown(upload_dir, upload_dir)}; {inventory!r}",
-        revisit=NO_FILE,
-    )
+async def test_a_request_without_a_file_is_a_422_and_stores_nothing(client, inventory, upload_dir):
+    """A body that is not a form, a form with no part called file, or a part that is no file: 422, nothing kept.
+
+    The six requests go to one app, one after another; each is judged by what it changed.
+    """
+
+    async def check(case: tuple[bytes, Mapping[str, str]]) -> None:
+        body, headers = case
+        before, calls = files_under(upload_dir), inventory.calls
+        response = await post(client, body, headers=headers, revisit=NO_FILE)
+        expect_status(response, 422, expected="422 Unprocessable Content: there is no file to take", revisit=NO_FILE)
+        stored = [path.name for path in files_under(upload_dir) if path not in before]
+        assert not stored and inventory.calls == calls, lesson(
+            expected="nothing stored, nothing processed",
+            got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
+            revisit=NO_FILE,
+        )
+
+    await every_case(WITHOUT_A_FILE, check, what="requests without a file", revisit=NO_FILE)
 
 
 @pytest.mark.task(1)
@@ -231,12 +242,19 @@ async def test_an_upload_nobody_made_is_a_404(client):
     expect_json(response, {"detail": f"no upload {unknown}"}, revisit=IDS)
 
 
+#: Ids that cannot be a UUID: a number, words, a made-up id, a UUID cut short.
+NOT_UUIDS = {upload_id: upload_id for upload_id in ["42", "not-an-id", "upload-1", "0c4f3a5e-7a1b-4c2d"]}
+
+
 @pytest.mark.task(1)
-@pytest.mark.parametrize("upload_id", ["42", "not-an-id", "upload-1", "0c4f3a5e-7a1b-4c2d"])
-async def test_an_id_that_is_not_a_uuid_is_a_422(client, upload_id):
+async def test_an_id_that_is_not_a_uuid_is_a_422(client):
     """An id that cannot be a UUID is a malformed request, not an unknown upload."""
-    response = await get(client, f"/uploads/{upload_id}", revisit=IDS)
-    expect_status(response, 422, expected=f"422 Unprocessable Content for the id {upload_id!r}", revisit=IDS)
+
+    async def check(upload_id: str) -> None:
+        response = await get(client, f"/uploads/{upload_id}", revisit=IDS)
+        expect_status(response, 422, expected=f"422 Unprocessable Content for the id {upload_id!r}", revisit=IDS)
+
+    await every_case(NOT_UUIDS, check, what="ids that are no UUID", revisit=IDS)
 
 
 # ---------------------------------------------------------------- task 2: a name of our own
@@ -259,49 +277,32 @@ OUTSIDE = (
     "(README: The client's name is data, not a path)"
 )
 
-HOSTILE = [
-    ("../../etc/passwd", "passwd"),
-    ("..\\..\\windows\\win.ini", "win.ini"),
-    ("/etc/passwd", "passwd"),
-    ("C:\\evil.txt", "evil.txt"),
-    ("evil\x00.txt", "evil.txt"),
-    ("", "unnamed"),
-    ("a" * 300, "a" * 100),
-    ("résumé.csv", "résumé.csv"),
-    ("...", "..."),
-    ("..", ".."),
-    ("é" * 100, "é" * 100),
-    ("é" * 101, "é" * 100),
-    ("tab\there\x7f.jsonl", "tabhere.jsonl"),
-]
-HOSTILE_IDS = [
-    "dot-dot slash",
-    "dot-dot backslash",
-    "absolute",
-    "drive",
-    "NUL byte",
-    "empty",
-    "300 characters",
-    "accented",
-    "three dots",
-    "two dots",
-    "100 accented",
-    "101 accented",
-    "control characters",
-]
+#: File names a client may send, each with the name the status must show for it.
+HOSTILE = {
+    "dot-dot slash": ("../../etc/passwd", "passwd"),
+    "dot-dot backslash": ("..\\..\\windows\\win.ini", "win.ini"),
+    "absolute": ("/etc/passwd", "passwd"),
+    "drive": ("C:\\evil.txt", "evil.txt"),
+    "NUL byte": ("evil\x00.txt", "evil.txt"),
+    "empty": ("", "unnamed"),
+    "300 characters": ("a" * 300, "a" * 100),
+    "accented": ("résumé.csv", "résumé.csv"),
+    "three dots": ("...", "..."),
+    "two dots": ("..", ".."),
+    "100 accented": ("é" * 100, "é" * 100),
+    "101 accented": ("é" * 101, "é" * 100),
+    "control characters": ("tab\there\x7f.jsonl", "tabhere.jsonl"),
+}
+
+
+def snapshot(root: Path) -> dict[Path, bytes | None]:
+    """Every file below ``root``, with its bytes, or None when it is not a plain file (a link, say)."""
+    return {path: path.read_bytes() if path.is_file() and not path.is_symlink() else None for path in files_under(root)}
 
 
 def stored_at_response(app: Any, upload_dir: Path, seen: list[dict[Path, bytes | None]]) -> AtResponse:
-    """The app, wrapped to note every file in the spec's folder when the response is complete.
-
-    Each file with its bytes, or None when it is not a plain file (a link, say).
-    """
-
-    def note() -> None:
-        files = files_under(upload_dir.parent.parent)
-        seen.append({path: path.read_bytes() if path.is_file() and not path.is_symlink() else None for path in files})
-
-    return AtResponse(app, note)
+    """The app, wrapped to note every file in the spec's folder when the response is complete."""
+    return AtResponse(app, lambda: seen.append(snapshot(upload_dir.parent.parent)))
 
 
 @pytest.mark.task(2)
@@ -335,48 +336,57 @@ async def test_the_upload_is_stored_in_the_upload_folder_before_the_response(app
 
 
 @pytest.mark.task(2)
-@pytest.mark.parametrize(("filename", "display"), HOSTILE, ids=HOSTILE_IDS)
-async def test_a_hostile_file_name_never_chooses_where_the_bytes_land(  # noqa: PLR0913, PLR0917 - fixtures
-    app, timeline, upload_dir, tmp_path, guard, filename, display
-):
-    """Traversal, absolute paths, drives, NUL, empty, long, accented, dots: stored in the upload folder all the same."""
-    content = counts(("AB-1", 12))
-    seen: list[dict[Path, bytes | None]] = []
-    done: Exchange = await within_bound(
-        timeline.start(
-            stored_at_response(app, upload_dir, seen),
-            "POST",
-            "/uploads",
-            content=form(content, filename=filename),
-            headers=FORM,
-        ),
-        revisit=OWN_NAME,
-    )
-    assert not guard.refused, lesson(
-        expected="no write outside the spec's folder",
-        got=f"the spec refused {guard.refused}",
-        revisit=OUTSIDE,
-    )
-    expect_status(done, 202, expected=f"202 Accepted for a file called {filename!r}", revisit=OWN_NAME)
-    files = list(seen[0]) if seen else []
-    root = upload_dir.resolve()
-    inside = [path for path in files if path.resolve().is_relative_to(root) and path.resolve().parent == root]
-    assert len(files) == 1 and inside == files, lesson(
-        expected=f"for a file called {filename!r}: one file, directly in the upload folder",
-        got=", ".join(str(path.relative_to(tmp_path)) for path in files) or "no file",
-        revisit=OUTSIDE,
-    )
-    name = files[0].name
-    clues = {part for part in re.split(r"[\\/:\x00]", filename) if len(part) > 2}
-    assert re.fullmatch(r"[A-Za-z0-9._-]{1,100}", name) and not any(clue in name for clue in clues), lesson(
-        expected=f"a stored name the app made up, owing nothing to {filename!r}",
-        got=repr(name),
-        revisit=OWN_NAME,
-    )
-    body = status_of(done, revisit=DISPLAY, what="the JSON body")
-    assert body["name"] == display, lesson(
-        expected=f"the name shown for {filename!r}: {display!r}", got=repr(body["name"]), revisit=DISPLAY
-    )
+async def test_a_hostile_file_name_never_chooses_where_the_bytes_land(app, timeline, upload_dir, tmp_path, guard):
+    """Traversal, absolute paths, drives, NUL, empty, long, accented, dots: stored in the upload folder all the same.
+
+    The thirteen uploads go to one app, one after another; each is judged by the files it
+    added or changed by the time its response was complete, and by the name it shows.
+    """
+    numbers = itertools.count(1)
+
+    async def check(case: tuple[str, str]) -> None:
+        filename, display = case
+        content = counts((f"AB-{next(numbers)}", 12))  # bytes of its own: a file it overwrote counts as its own
+        before, refused = snapshot(tmp_path), len(guard.refused)
+        seen: list[dict[Path, bytes | None]] = []
+        done: Exchange = await within_bound(
+            timeline.start(
+                stored_at_response(app, upload_dir, seen),
+                "POST",
+                "/uploads",
+                content=form(content, filename=filename),
+                headers=FORM,
+            ),
+            revisit=OWN_NAME,
+        )
+        assert len(guard.refused) == refused, lesson(
+            expected="no write outside the spec's folder",
+            got=f"the spec refused {guard.refused[refused:]}",
+            revisit=OUTSIDE,
+        )
+        expect_status(done, 202, expected=f"202 Accepted for a file called {filename!r}", revisit=OWN_NAME)
+        at_response = seen[0] if seen else {}
+        files = [path for path, held in at_response.items() if path not in before or before[path] != held]
+        root = upload_dir.resolve()
+        inside = [path for path in files if path.resolve().is_relative_to(root) and path.resolve().parent == root]
+        assert len(files) == 1 and inside == files, lesson(
+            expected=f"for a file called {filename!r}: one file, directly in the upload folder",
+            got=", ".join(str(path.relative_to(tmp_path)) for path in files) or "no file",
+            revisit=OUTSIDE,
+        )
+        name = files[0].name
+        clues = {part for part in re.split(r"[\\/:\x00]", filename) if len(part) > 2}
+        assert re.fullmatch(r"[A-Za-z0-9._-]{1,100}", name) and not any(clue in name for clue in clues), lesson(
+            expected=f"a stored name the app made up, owing nothing to {filename!r}",
+            got=repr(name),
+            revisit=OWN_NAME,
+        )
+        body = status_of(done, revisit=DISPLAY, what="the JSON body")
+        assert body["name"] == display, lesson(
+            expected=f"the name shown for {filename!r}: {display!r}", got=repr(body["name"]), revisit=DISPLAY
+        )
+
+    await every_case(HOSTILE, check, what="hostile file names", revisit=OUTSIDE)
 
 
 @pytest.mark.task(2)
@@ -419,17 +429,26 @@ async def test_a_body_at_the_limit_is_accepted(client, upload_dir):
     expect_status(response, 202, expected="202 Accepted for a body of exactly the limit, 4096 bytes", revisit=LIMIT)
 
 
+#: Bodies past the 4096-byte limit, by their size.
+PAST_THE_LIMIT = {"one byte past": 4097, "twice": 9000}
+
+
 @pytest.mark.task(3)
-@pytest.mark.parametrize("total", [4097, 9000], ids=["one byte past", "twice"])
-async def test_a_body_past_the_limit_is_a_413_and_nothing_is_stored(client, upload_dir, inventory, total):
-    """One byte past the limit: 413 Content Too Large, nothing stored, nothing processed."""
-    response = await post(client, sized(total), revisit=LIMIT)
-    expect_status(response, 413, expected=f"413 Content Too Large for a body of {total} bytes", revisit=LIMIT)
-    assert files_under(upload_dir) == [] and inventory.calls == 0, lesson(
-        expected="nothing stored, nothing processed",
-        got=f"stored: {shown(upload_dir, upload_dir)}; {inventory!r}",
-        revisit=LIMIT,
-    )
+async def test_a_body_past_the_limit_is_a_413_and_nothing_is_stored(client, upload_dir, inventory):
+    """One byte past the limit, and more: 413 Content Too Large, nothing stored, nothing processed."""
+
+    async def check(total: int) -> None:
+        before, calls = files_under(upload_dir), inventory.calls
+        response = await post(client, sized(total), revisit=LIMIT)
+        expect_status(response, 413, expected=f"413 Content Too Large for a body of {total} bytes", revisit=LIMIT)
+        stored = [path.name for path in files_under(upload_dir) if path not in before]
+        assert not stored and inventory.calls == calls, lesson(
+            expected="nothing stored, nothing processed",
+            got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
+            revisit=LIMIT,
+        )
+
+    await every_case(PAST_THE_LIMIT, check, what="bodies past the limit", revisit=LIMIT)
 
 
 @pytest.mark.task(3)
@@ -508,27 +527,35 @@ async def stream_upload(app: Any, chunks: list[bytes], *, content_length: int | 
     return exchange, handed
 
 
+#: What the request's Content-Length says of a 16 KiB body: the truth, a lie, nothing.
+DECLARED = {"honest": 16_384, "lying": 100, "absent": None}
+
+
 @pytest.mark.task(3)
-@pytest.mark.parametrize("declared", ["honest", "lying", "absent"])
-async def test_a_413_comes_before_the_body_is_read_to_the_end(app, upload_dir, inventory, declared):
+async def test_a_413_comes_before_the_body_is_read_to_the_end(app, upload_dir, inventory):
     """16 KiB sent 1 KiB at a time to a 4 KiB limit: refused before the last chunk, whatever Content-Length says."""
     body = sized(16_384)
     chunks = [body[start : start + 1024] for start in range(0, len(body), 1024)]
-    length = {"honest": len(body), "lying": 100, "absent": None}[declared]
-    exchange, handed = await stream_upload(app, chunks, content_length=length)
-    expect_status(
-        exchange, 413, expected=f"413 Content Too Large, with a Content-Length {declared}: {length}", revisit=LIMIT
-    )
-    assert handed < len(chunks), lesson(
-        expected=f"the app stops taking the body before its last chunk (of {len(chunks)})",
-        got=f"it took all {handed} chunks: the whole body was read before it was refused",
-        revisit=EARLY,
-    )
-    assert files_under(upload_dir) == [] and inventory.calls == 0, lesson(
-        expected="nothing stored, nothing processed",
-        got=f"stored: {shown(upload_dir, upload_dir)}; {inventory!r}",
-        revisit=LIMIT,
-    )
+
+    async def check(length: int | None) -> None:
+        before, calls = files_under(upload_dir), inventory.calls
+        exchange, handed = await stream_upload(app, chunks, content_length=length)
+        expect_status(
+            exchange, 413, expected=f"413 Content Too Large, with a Content-Length of {length}", revisit=LIMIT
+        )
+        assert handed < len(chunks), lesson(
+            expected=f"the app stops taking the body before its last chunk (of {len(chunks)})",
+            got=f"it took all {handed} chunks: the whole body was read before it was refused",
+            revisit=EARLY,
+        )
+        stored = [path.name for path in files_under(upload_dir) if path not in before]
+        assert not stored and inventory.calls == calls, lesson(
+            expected="nothing stored, nothing processed",
+            got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
+            revisit=LIMIT,
+        )
+
+    await every_case(DECLARED, check, what="Content-Lengths", revisit=EARLY)
 
 
 # ---------------------------------------------------------------- task 4: processing
@@ -605,19 +632,29 @@ async def test_the_rows_reach_the_inventory_after_the_response_in_chunks(app, cl
     )
 
 
+#: Files of a few rows, and the chunks of 2 they make.
+SHORT_FILES = {"4 rows": (4, [2, 2]), "1 row": (1, [1]), "empty file": (0, [])}
+
+
 @pytest.mark.task(4)
-@pytest.mark.parametrize(("rows", "sizes"), [(4, [2, 2]), (1, [1]), (0, [])], ids=["4 rows", "1 row", "empty file"])
-async def test_every_chunk_holds_rows_and_the_last_may_be_short(client, inventory, rows, sizes):
+async def test_every_chunk_holds_rows_and_the_last_may_be_short(client, inventory):
     """4 rows: 2 and 2, no empty chunk after them; 1 row: one chunk; an empty file: no chunk, and completed."""
-    response = await post(client, form(counts(*FIVE[:rows])), revisit=BACKGROUND)
-    expect_status(response, 202, revisit=ACCEPT)
-    assert inventory.sizes() == sizes, lesson(
-        expected=f"chunks of {sizes} rows for a file of {rows}", got=f"{inventory.sizes()}", revisit=BACKGROUND
-    )
-    body = await status(client, response.json()["id"], revisit=PROGRESS)
-    assert (body["state"], body["rows"]) == ("completed", rows), lesson(
-        expected=f"completed, {rows} rows", got=f"{body['state']!r}, {body['rows']!r} rows", revisit=PROGRESS
-    )
+
+    async def check(case: tuple[int, list[int]]) -> None:
+        rows, sizes = case
+        chunks = len(inventory.chunks)
+        response = await post(client, form(counts(*FIVE[:rows])), revisit=BACKGROUND)
+        expect_status(response, 202, revisit=ACCEPT)
+        added = inventory.sizes()[chunks:]
+        assert added == sizes, lesson(
+            expected=f"chunks of {sizes} rows for a file of {rows}", got=f"{added}", revisit=BACKGROUND
+        )
+        body = await status(client, response.json()["id"], revisit=PROGRESS)
+        assert (body["state"], body["rows"]) == ("completed", rows), lesson(
+            expected=f"completed, {rows} rows", got=f"{body['state']!r}, {body['rows']!r} rows", revisit=PROGRESS
+        )
+
+    await every_case(SHORT_FILES, check, what="short files", revisit=BACKGROUND)
 
 
 @pytest.mark.task(4)
@@ -708,30 +745,19 @@ SWALLOWED = (
     "(README: A failure in one line)"
 )
 
-BAD_LINES = [
-    b"not json at all",
-    b'{"sku": "IJ-4"}',
-    b'{"sku": "IJ-4", "quantity": -1}',
-    b'{"sku": "IJ-4", "quantity": "four"}',
-    b'{"sku": "", "quantity": 4}',
-    json.dumps({"sku": "É" * 41, "quantity": 4}).encode(),
-    b'{"sku": "IJ-4", "quantity": true}',
-    b'["IJ-4", 4]',
-    b"\xff\xfe\x00 not UTF-8",
-    b"",
-]
-BAD_IDS = [
-    "not JSON",
-    "no quantity",
-    "negative",
-    "quantity as text",
-    "empty sku",
-    "41-character sku",
-    "quantity true",
-    "a list",
-    "not UTF-8",
-    "blank line",
-]
+#: Lines that are no stock count.
+BAD_LINES = {
+    "not JSON": b"not json at all",
+    "no quantity": b'{"sku": "IJ-4"}',
+    "negative": b'{"sku": "IJ-4", "quantity": -1}',
+    "quantity as text": b'{"sku": "IJ-4", "quantity": "four"}',
+    "empty sku": b'{"sku": "", "quantity": 4}',
+    "41-character sku": json.dumps({"sku": "É" * 41, "quantity": 4}).encode(),
+    "quantity true": b'{"sku": "IJ-4", "quantity": true}',
+    "a list": b'["IJ-4", 4]',
+    "not UTF-8": b"\xff\xfe\x00 not UTF-8",
+    "blank line": b"",
+}
 
 
 def expect_one_line_reason(body: dict[str, Any], line: int | None, *, revisit: str) -> None:
@@ -752,45 +778,62 @@ def expect_one_line_reason(body: dict[str, Any], line: int | None, *, revisit: s
 
 
 @pytest.mark.task(5)
-@pytest.mark.parametrize("bad", BAD_LINES, ids=BAD_IDS)
-async def test_a_corrupt_line_fails_the_upload_with_a_one_line_reason(client, inventory, bad):
-    """Line 4 is no count: failed, a one-line reason naming line 4; chunk 1 (lines 1 and 2) stays in."""
-    content = counts(*FIVE[:3]) + bad + b"\n" + counts(FIVE[4])
-    response = await post(client, form(content), revisit=CORRUPT)
-    expect_status(response, 202, revisit=ACCEPT)
-    assert not client.app_errors, lesson(
-        expected="nothing escapes the task", got=f"{client.app_errors!r}"[:300], revisit=CORRUPT
-    )
-    body = await status(client, response.json()["id"], revisit=CORRUPT)
-    expect_one_line_reason(body, 4, revisit=CORRUPT)
-    assert body["rows"] == 2 and inventory.sizes() == [2], lesson(
-        expected="rows 2: the first chunk went in; the chunk with the bad line did not, not even its good line",
-        got=f"rows {body['rows']!r}; {inventory!r}",
-        revisit=CORRUPT,
-    )
+async def test_a_corrupt_line_fails_the_upload_with_a_one_line_reason(client, inventory):
+    """Line 4 is no count: failed, a one-line reason naming line 4; chunk 1 (lines 1 and 2) stays in.
+
+    Ten files, each with its own kind of bad line, go to one app one after another; each is
+    judged by its own status and the chunks it added to the inventory.
+    """
+
+    async def check(bad: bytes) -> None:
+        chunks, errors = len(inventory.chunks), len(client.app_errors)
+        content = counts(*FIVE[:3]) + bad + b"\n" + counts(FIVE[4])
+        response = await post(client, form(content), revisit=CORRUPT)
+        expect_status(response, 202, revisit=ACCEPT)
+        assert len(client.app_errors) == errors, lesson(
+            expected="nothing escapes the task", got=f"{client.app_errors[errors:]!r}"[:300], revisit=CORRUPT
+        )
+        body = await status(client, response.json()["id"], revisit=CORRUPT)
+        expect_one_line_reason(body, 4, revisit=CORRUPT)
+        added = inventory.sizes()[chunks:]
+        assert body["rows"] == 2 and added == [2], lesson(
+            expected="rows 2: the first chunk went in; the chunk with the bad line did not, not even its good line",
+            got=f"rows {body['rows']!r}; the inventory took chunks of {added} rows",
+            revisit=CORRUPT,
+        )
+
+    await every_case(BAD_LINES, check, what="kinds of bad line", revisit=CORRUPT)
+
+
+#: What an inventory may raise: its connection down, a value it refused (the message on two lines), a key.
+INVENTORY_ERRORS = {
+    "ConnectionError": ConnectionError("the inventory is down"),
+    "ValueError": ValueError("a count the\ninventory refused"),
+    "KeyError": KeyError("AB-1"),
+}
 
 
 @pytest.mark.task(5)
-@pytest.mark.parametrize(
-    "error",
-    [ConnectionError("the inventory is down"), ValueError("a count the\ninventory refused"), KeyError("AB-1")],
-    ids=lambda error: type(error).__name__,
-)
-async def test_an_inventory_that_fails_fails_the_upload(client, inventory, error):
+async def test_an_inventory_that_fails_fails_the_upload(client, inventory):
     """The inventory raises: failed, with a one-line reason; nothing escapes the task."""
-    inventory.broken = error
-    response = await post(client, form(counts(*FIVE)), revisit=SWALLOWED)
-    expect_status(response, 202, revisit=ACCEPT)
-    assert not client.app_errors, lesson(
-        expected="nothing escapes the task", got=f"{client.app_errors!r}"[:300], revisit=SWALLOWED
-    )
-    body = await status(client, response.json()["id"], revisit=SWALLOWED)
-    expect_one_line_reason(body, None, revisit=SWALLOWED)
-    assert body["rows"] == 0 and inventory.calls == 1, lesson(
-        expected="rows 0, and the inventory tried once: the task stops at the first failure",
-        got=f"rows {body['rows']!r}; {inventory!r}",
-        revisit=SWALLOWED,
-    )
+
+    async def check(error: Exception) -> None:
+        inventory.broken = error
+        calls, errors = inventory.calls, len(client.app_errors)
+        response = await post(client, form(counts(*FIVE)), revisit=SWALLOWED)
+        expect_status(response, 202, revisit=ACCEPT)
+        assert len(client.app_errors) == errors, lesson(
+            expected="nothing escapes the task", got=f"{client.app_errors[errors:]!r}"[:300], revisit=SWALLOWED
+        )
+        body = await status(client, response.json()["id"], revisit=SWALLOWED)
+        expect_one_line_reason(body, None, revisit=SWALLOWED)
+        assert body["rows"] == 0 and inventory.calls == calls + 1, lesson(
+            expected="rows 0, and the inventory tried once: the task stops at the first failure",
+            got=f"rows {body['rows']!r}; the inventory tried {inventory.calls - calls} time(s)",
+            revisit=SWALLOWED,
+        )
+
+    await every_case(INVENTORY_ERRORS, check, what="inventory errors", revisit=SWALLOWED)
 
 
 # ---------------------------------------------------------------- task 6: nothing left behind
@@ -801,25 +844,30 @@ CLEAN = (
 )
 
 
+#: How a task may end: what it is given (the file, the inventory's error) and the state it ends in.
+OUTCOMES = {
+    "completed": (counts(*FIVE), None, "completed"),
+    "corrupt": (counts(*FIVE[:3]) + b"garbage\n", None, "failed"),
+    "inventory down": (counts(*FIVE), ConnectionError("the inventory is down"), "failed"),
+}
+
+
 @pytest.mark.task(6)
-@pytest.mark.parametrize("outcome", ["completed", "corrupt", "inventory down"])
-async def test_the_stored_file_is_removed_once_the_task_is_over(client, inventory, upload_dir, tmp_path, outcome):
+async def test_the_stored_file_is_removed_once_the_task_is_over(client, inventory, upload_dir, tmp_path):
     """Completed, corrupt or refused by the inventory: afterwards no file is left, in the upload folder or beside."""
-    content = counts(*FIVE)
-    if outcome == "corrupt":
-        content = counts(*FIVE[:3]) + b"garbage\n"
-    if outcome == "inventory down":
-        inventory.broken = ConnectionError("the inventory is down")
-    response = await post(client, form(content), revisit=CLEAN)
-    expect_status(response, 202, revisit=ACCEPT)
-    body = await status(client, response.json()["id"], revisit=CLEAN)
-    assert body["state"] == ("completed" if outcome == "completed" else "failed"), lesson(
-        expected=f"the upload {'completed' if outcome == 'completed' else 'failed'}",
-        got=repr(body["state"]),
-        revisit=CLEAN,
-    )
-    assert files_under(tmp_path) == [] and upload_dir.is_dir(), lesson(
-        expected=f"when the task is over ({outcome}): no file left, and the upload folder still there",
-        got=f"left: {shown(tmp_path, tmp_path)}" if files_under(tmp_path) else "the upload folder is gone",
-        revisit=CLEAN,
-    )
+
+    async def check(case: tuple[bytes, Exception | None, str]) -> None:
+        content, inventory.broken, state = case
+        before = files_under(tmp_path)
+        response = await post(client, form(content), revisit=CLEAN)
+        expect_status(response, 202, revisit=ACCEPT)
+        body = await status(client, response.json()["id"], revisit=CLEAN)
+        assert body["state"] == state, lesson(expected=f"the upload {state}", got=repr(body["state"]), revisit=CLEAN)
+        left = [str(path.relative_to(tmp_path)) for path in files_under(tmp_path) if path not in before]
+        assert not left and upload_dir.is_dir(), lesson(
+            expected=f"when the task is over ({state}): no file left, and the upload folder still there",
+            got=f"left: {', '.join(left)}" if left else "the upload folder is gone",
+            revisit=CLEAN,
+        )
+
+    await every_case(OUTCOMES, check, what="ways a task ends", revisit=CLEAN)
