@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -108,9 +109,17 @@ def pytest_configure(config: pytest.Config) -> None:
     _impl.push(implementation)
 
 
+#: A line that imports hypothesis (``import hypothesis``, ``from hypothesis import given`` ...).
+_IMPORTS_HYPOTHESIS = re.compile(r"^[ \t]*(?:import|from)[ \t]+hypothesis\b", re.MULTILINE)
+
+
 def uses_hypothesis(spec_path: Path) -> bool:
-    """Whether a spec file has property specs (and so needs hypothesis imported)."""
-    return "hypothesis" in spec_path.read_text(encoding="utf-8", errors="replace")
+    """Whether a spec file imports hypothesis (it has property specs, so hypothesis is imported for it).
+
+    An import, not the word: kata 16's specs name hypothesis (a learner's tests may use it)
+    without using it, and importing it costs ~0.2 s of each run.
+    """
+    return _IMPORTS_HYPOTHESIS.search(spec_path.read_text(encoding="utf-8", errors="replace")) is not None
 
 
 def pytest_pycollect_makemodule(module_path: Path) -> None:

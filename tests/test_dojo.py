@@ -526,6 +526,24 @@ class _Session:
         self.config = type("Config", (), {"pluginmanager": _Manager()})()
 
 
+def test_a_spec_file_uses_hypothesis_when_it_imports_it_not_when_it_names_it(tmp_path):
+    """Kata 16's specs name hypothesis without using it: importing it would cost each of its runs ~0.2 s."""
+    from dojo.plugin import uses_hypothesis
+
+    using = {kata.slug for kata in manifest.load() if uses_hypothesis(kata.spec_path)}
+    assert {"k03_retry", "k17_batching"} <= using and "k16_testing_tasks" not in using
+    for text, uses in (
+        ("import hypothesis\n", True),
+        ("from hypothesis import given, strategies as st\n", True),
+        ("if True:\n    from hypothesis import given\n", True),
+        ("import hypothesis_extra\n", False),
+        ('ARGS = ["-p", "_hypothesis_pytestplugin"]  # when the file names hypothesis\n', False),
+    ):
+        spec = tmp_path / "test_x.py"
+        spec.write_text(text, encoding="utf-8")
+        assert uses_hypothesis(spec) is uses, text
+
+
 def test_hypothesis_plugin_is_dropped_when_no_spec_uses_hypothesis(monkeypatch):
     """A kata without property specs does not pay for importing hypothesis at the end of the run."""
     from dojo import plugin
