@@ -87,19 +87,22 @@ class Kata:
     def points(self) -> int:
         return sum(task.points for task in self.tasks)
 
-    def libraries(self, *, code: Path | None = None) -> list[str]:
+    def libraries(self, *, code: Path | None = None, specs: bool = True) -> list[str]:
         """What the kata's specs, conftest and code import from outside it (dotted names, in order).
 
         ``code`` is the folder of the code whose imports count (the solution by default);
-        the files are only parsed, never run. The kata's own modules, ``dojo`` and the
-        standard library's ``__future__`` are left out.
+        ``specs=False`` leaves out the spec file and the conftest (whoever imports them gets
+        their imports anyway, and parsing the spec file is most of the cost). The files are
+        only parsed, never run. The kata's own modules, ``dojo`` and the standard library's
+        ``__future__`` are left out.
         """
         import ast
 
         own = {*self.modules, self.slug, "dojo", "katas", "solutions", "__future__"}
         folder = self.solution_folder if code is None else code
         names: list[str] = []
-        for path in [self.spec_path, self.folder / "conftest.py", *(folder / name for name in self.module_files)]:
+        ours = [self.spec_path, self.folder / "conftest.py"] if specs else []
+        for path in [*ours, *(folder / name for name in self.module_files)]:
             try:
                 tree = ast.parse(path.read_text(encoding="utf-8"))
             except (OSError, SyntaxError, ValueError):

@@ -137,7 +137,7 @@ def pytest_pycollect_makemodule(module_path: Path) -> None:
             kata = _manifest.load().get(module_path.parent.name)
         except (KeyError, _manifest.ManifestError):
             return
-        for name in kata.libraries():
+        for name in kata.libraries(specs=False):  # the spec module's own imports come with it, next
             with contextlib.suppress(Exception):  # only a head start: a spec that needs what failed reports it
                 importlib.import_module(name)
 

@@ -544,6 +544,14 @@ def test_a_spec_file_uses_hypothesis_when_it_imports_it_not_when_it_names_it(tmp
         assert uses_hypothesis(spec) is uses, text
 
 
+def test_the_head_start_imports_what_the_code_imports_and_leaves_the_specs_imports_to_them():
+    """Collecting imports the solution's libraries first; the spec file's come with it, unparsed by us."""
+    kata = manifest.load().get("k07_db_session")
+    code_only = kata.libraries(specs=False)
+    assert set(code_only) <= set(kata.libraries())
+    assert "sqlalchemy.ext.asyncio" in code_only and "asgi_lifespan" not in code_only and "pytest" not in code_only
+
+
 def test_hypothesis_plugin_is_dropped_when_no_spec_uses_hypothesis(monkeypatch):
     """A kata without property specs does not pay for importing hypothesis at the end of the run."""
     from dojo import plugin
