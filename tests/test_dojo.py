@@ -314,7 +314,8 @@ async def test_every_case_is_checked_and_the_failure_names_each_case_that_went_w
         checked.append(number)
         if number % 2:
             got = "HTTP 500" if number < 5 else "HTTP 413"
-            raise AssertionError(lesson(expected=f"202 for {number}", got=got, revisit="task 1: the idea"))
+            assertion = "\nassert 500 == 202\n  +500\n  -202" if number == 1 else ""  # what pytest adds to an assert
+            raise AssertionError(lesson(expected=f"202 for {number}", got=got, revisit="task 1: the idea") + assertion)
 
     cases = {f"case {number}": number for number in range(1, 7)}
     with pytest.raises(AssertionError) as failure:
