@@ -161,12 +161,24 @@ def _got(message: str) -> str:
     return lines[0] if lines else "a failure without a message"
 
 
+def _lesson(error: AssertionError) -> str:
+    """A failed check's message, without what pytest adds after it when an ``assert`` fails.
+
+    (``assert [] == [1.0]`` and its diff: the lesson already says it, and the case after it
+    would be read as part of pytest's diff, or cut off with it, as the runner does.)
+    """
+    text = str(error)
+    lesson, marker, _ = text.rpartition("\nassert ")
+    return lesson if marker and lesson.strip() else text
+
+
 async def every_case(
     cases: Mapping[str, T],
     check: Callable[[T], Awaitable[None]],
     *,
     what: str,
     revisit: str,
+    within: Callable[..., Awaitable[object]] = within_bound,
 ) -> None:
     """Check each of ``cases`` in turn, within one :data:`BOUND` for them all; fail once, naming each case that failed.
 
@@ -178,6 +190,11 @@ async def every_case(
     case changed. A hang, or all of them together taking longer than the bound, ends the
     spec at once, naming the case it stopped in; an error that is not a failed check (the
     spec's own, say) is raised as it is, with a note of its case.
+
+    ``within`` is what bounds them: :func:`within_bound`, or a kata's own bound, called the
+    same way and raising :class:`StillRunningError` on a hang (one that gives code on a
+    virtual clock more virtual seconds, say, so that a real sleep in the learner's code is
+    seen for what it is instead of ending the spec as a hang).
     """
     __tracebackhide__ = True
     failed: list[tuple[str, str]] = []
@@ -192,13 +209,13 @@ async def every_case(
             except StillRunningError:
                 raise
             except AssertionError as error:
-                failed.append((name, str(error)))
+                failed.append((name, _lesson(error)))
             except Exception as error:
                 error.add_note(f"(the spec was checking the case {name!r} of its {what})")
                 raise
 
     try:
-        await within_bound(check_all(), revisit=revisit, expected=f"each of the {len(cases)} {what} checked")
+        await within(check_all(), revisit=revisit, expected=f"each of the {len(cases)} {what} checked")
     except StillRunningError as error:
         place = list(cases).index(current) + 1
         raise StillRunningError(f"{what}: stopped in the case {current!r} ({place} of {len(cases)}){error}") from None

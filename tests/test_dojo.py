@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Awaitable
 
 import httpx
 import pytest
@@ -313,7 +314,8 @@ async def test_every_case_is_checked_and_the_failure_names_each_case_that_went_w
         checked.append(number)
         if number % 2:
             got = "HTTP 500" if number < 5 else "HTTP 413"
-            raise AssertionError(lesson(expected=f"202 for {number}", got=got, revisit="task 1: the idea"))
+            assertion = "\nassert 500 == 202\n  +500\n  -202" if number == 1 else ""  # what pytest adds to an assert
+            raise AssertionError(lesson(expected=f"202 for {number}", got=got, revisit="task 1: the idea") + assertion)
 
     cases = {f"case {number}": number for number in range(1, 7)}
     with pytest.raises(AssertionError) as failure:
@@ -352,6 +354,31 @@ async def test_every_case_stops_a_hang_at_the_bound_naming_the_case_and_notes_an
     with pytest.raises(KeyError) as error:
         await every_case({"first": 1}, broken, what="bodies", revisit="task 3")
     assert error.value.__notes__ == ["(the spec was checking the case 'first' of its bodies)"]
+
+
+async def test_every_case_takes_the_bound_it_is_given():
+    """A kata's own bound (a virtual clock's, say) bounds the cases in BOUND's stead; a hang there names its case."""
+    bounded: list[str] = []
+
+    async def own_bound(call: Awaitable[None], *, revisit: str, expected: str) -> None:
+        bounded.append(expected)
+        task = asyncio.ensure_future(call)
+        done, _ = await asyncio.wait({task}, timeout=0.05)
+        if not done:
+            task.cancel()
+            lesson_text = lesson(expected=f"{expected} on its own clock", got="still running", revisit=revisit)
+            raise StillRunningError(lesson_text)
+        task.result()
+
+    async def check(delay: float) -> None:
+        await asyncio.sleep(delay)
+
+    await every_case({"quick": 0}, check, what="waits", revisit="task 5", within=own_bound)
+    assert bounded == ["each of the 1 waits checked"]
+    with pytest.raises(StillRunningError) as hang:
+        await every_case({"quick": 0, "slow": 1}, check, what="waits", revisit="task 5", within=own_bound)
+    assert str(hang.value).startswith("waits: stopped in the case 'slow' (2 of 2)")
+    assert "each of the 2 waits checked on its own clock" in str(hang.value)
 
 
 async def test_an_app_error_is_kept_not_raised_and_points_at_the_line():

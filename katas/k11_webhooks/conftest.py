@@ -62,8 +62,8 @@ REAL_REQUEST = "receiver: request"
 
 #: The fixtures that make a spec run on an ordinary event loop: those that run the app, whose
 #: `def` endpoints and `def` background tasks run in worker threads, which the virtual clock
-#: does not wait for, and those with real sockets (task 7).
-ORDINARY_LOOP = frozenset({"app", "started_app", "client", "loopback", "refusing_url"})
+#: does not wait for (``fresh_app`` builds one app per case), and those with real sockets (task 7).
+ORDINARY_LOOP = frozenset({"app", "fresh_app", "started_app", "client", "loopback", "refusing_url"})
 
 
 def _warm_up_the_stack() -> None:
@@ -208,6 +208,12 @@ def _clock() -> FakeClock:
 @pytest.fixture(name="sleep")
 def _sleep(clock: FakeClock) -> FakeSleep:
     return FakeSleep(clock)
+
+
+@pytest.fixture(name="fresh_sleep")
+def _fresh_sleep() -> Callable[[], FakeSleep]:
+    """Makes a sleep on a clock of its own at each call: one per case, for a spec that tries many."""
+    return lambda: FakeSleep(FakeClock())
 
 
 # ------------------------------------------------------------------ receivers faked with respx
