@@ -7,7 +7,8 @@ copy of a template whose tables were made once per run from the kata's own ``Bas
 app opens it through SQLAlchemy and aiosqlite, as it would in production. The URL asks
 SQLite to wait at most a twentieth of a second for a lock (``?timeout=0.05``), so the
 specs that lock the database on purpose answer in milliseconds, not in SQLite's default
-five seconds.
+five seconds; those specs (marked ``locks_the_database``) make it a hundredth: while
+another program holds the lock, nothing of your app's own writes at the same time.
 
 **The mailer is fake**: it keeps what it is given, and a spec can hold it (a slow mail
 server) or make it fail for one address.
@@ -68,6 +69,8 @@ for _name in (
 
 #: Seconds a connection of the app waits for a lock before SQLite answers "database is locked".
 LOCK_TIMEOUT = 0.05
+#: The same, in a spec that locks the database on purpose (``@pytest.mark.locks_the_database``).
+LOCKED_ON_PURPOSE_TIMEOUT = 0.01
 #: Seconds the threads of closed connections get to end after a spec.
 THREAD_GRACE = 0.5
 
@@ -98,12 +101,13 @@ class Database:
 
     path: Path
     timeline: Timeline
+    lock_timeout: float = LOCK_TIMEOUT
     _locks: list[sqlite3.Connection] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         """The URL your app is given: aiosqlite, this file, a short wait for locks."""
-        return f"sqlite+aiosqlite:///{self.path}?timeout={LOCK_TIMEOUT}"
+        return f"sqlite+aiosqlite:///{self.path}?timeout={self.lock_timeout}"
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=BOUND, isolation_level=None, check_same_thread=False)
@@ -161,12 +165,20 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register this kata's marker."""
+    config.addinivalue_line(
+        "markers", "locks_the_database: the spec locks the database on purpose; the app waits less for it"
+    )
+
+
 @pytest.fixture(name="database")
-def _database(template: Path, tmp_path: Path, timeline: Timeline) -> Iterator[Database]:
+def _database(template: Path, tmp_path: Path, timeline: Timeline, request: pytest.FixtureRequest) -> Iterator[Database]:
     """This spec's database: a fresh copy of the template, in the spec's temporary folder."""
     path = tmp_path / "app.sqlite3"
     shutil.copyfile(template, path)
-    database = Database(path, timeline)
+    locks = request.node.get_closest_marker("locks_the_database") is not None
+    database = Database(path, timeline, LOCKED_ON_PURPOSE_TIMEOUT if locks else LOCK_TIMEOUT)
     yield database
     database.unlock()
 
