@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 import pytest
 from hypothesis import given
@@ -31,7 +33,7 @@ from hypothesis import strategies as st
 from dojo.fakes import CHARGE_ATTEMPTED, EMAIL_SENT, AsyncFakeOutbox, FakeClock, FakeGateway, FakeSleep
 from dojo.impl import kata_module
 from dojo.teach import expect_json, expect_status, expect_type, lesson
-from dojo.timeline import BOUND, CALL_FINISHED, RESPONSE_COMPLETE, Timeline
+from dojo.timeline import BOUND, CALL_FINISHED, RESPONSE_COMPLETE, Timeline, every_case
 
 payments = kata_module("k03_retry", "payments")
 
@@ -159,15 +161,60 @@ def _sleep(clock: FakeClock, timeline: Timeline) -> RecordingSleep:
     return RecordingSleep(timeline, clock)
 
 
+@contextlib.contextmanager
+def logged_to(timeline: Timeline) -> Iterator[LogToTimeline]:
+    """Every log record while it is open (at any level the loggers let through), also on ``timeline``."""
+    handler = LogToTimeline(timeline)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
 @pytest.fixture(name="log")
 def _log(timeline: Timeline, caplog: pytest.LogCaptureFixture) -> Iterator[LogToTimeline]:
     """Every log record of the spec, at any level, also on the timeline."""
     caplog.set_level(logging.DEBUG)  # and back to what it was after the spec
-    handler = LogToTimeline(timeline)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
+    with logged_to(timeline) as handler:
+        yield handler
+
+
+@dataclasses.dataclass(frozen=True)
+class Collaborators:
+    """One case's own fakes, on a timeline of their own: its charges, waits, emails and log lines, no one else's."""
+
+    timeline: Timeline
+    gateway: FakeGateway
+    outbox: AsyncFakeOutbox
+    sleep: RecordingSleep
+    log: LogToTimeline
+
+
+@contextlib.contextmanager
+def own_collaborators(*script: object) -> Iterator[Collaborators]:
+    """A gateway that follows ``script``, an outbox, a sleep and a log, made for one case of a spec of many."""
+    timeline = Timeline()
+    with logged_to(timeline) as log:
+        yield Collaborators(
+            timeline, FakeGateway(script, timeline), AsyncFakeOutbox(timeline), RecordingSleep(timeline), log
+        )
+
+
+@pytest.fixture(name="fresh")
+def _fresh(caplog: pytest.LogCaptureFixture) -> Callable[..., contextlib.AbstractContextManager[Collaborators]]:
+    """``with fresh(*script) as fakes``: a case's own collaborators (its log sees every level)."""
+    caplog.set_level(logging.DEBUG)  # and back to what it was after the spec
+    return own_collaborators
+
+
+Case = TypeVar("Case")
+
+
+def named(cases: Mapping[str, Case]) -> dict[str, tuple[str, Case]]:
+    """Each case with its name beside it, for a check whose lesson says which input it was given."""
+    return {name: (name, case) for name, case in cases.items()}
 
 
 #: The policy the app fixture passes to create_app: not the default one, so ignoring it shows.
@@ -314,22 +361,38 @@ def test_the_stated_default_policy_waits_half_a_second_doubling_to_eight_plus_a_
     )
 
 
+#: What rng() returns, from its lowest to nearly its highest, and the delay of retry 1 it makes (1.0 s + 0.25 * it).
+DRAWS = {
+    "rng() == 0": (0.0, 1.0),
+    "rng() == 0.5": (0.5, 1.125),
+    "rng() == 0.999": (0.999, 1.0 + 0.25 * 0.999),
+}
+JITTER = "task 1: the jitter is a share of the policy's jitter, chosen by the random source you were given and by nothing else (README: Full, equal and additive jitter)"  # noqa: E501
+
+
 @pytest.mark.task(1)
-@pytest.mark.parametrize(("draw", "expected"), [(0.0, 1.0), (0.5, 1.125), (0.999, 1.0 + 0.25 * 0.999)])
-def test_jitter_comes_from_the_injected_random_source_one_draw_per_delay(draw, expected):
-    """The jitter is jitter * rng(), from the `rng` passed in, drawn once: the specs choose the dice."""
-    dice = Dice(draw, 0.0)
-    got = delay(policy(), 1, dice)
-    assert got == pytest.approx(expected), lesson(
-        expected=f"{expected:g} s for retry 1 (1.0 s) plus 0.25 * {draw}, when rng() returns {draw}",
-        got=f"{got:g} s",
-        revisit="task 1: the jitter is a share of the policy's jitter, chosen by the random source you were given and by nothing else (README: Full, equal and additive jitter)",  # noqa: E501
-    )
-    assert dice.calls == 1, lesson(
-        expected="one draw from rng per delay",
-        got=f"{dice.calls} draws",
-        revisit="task 1: one delay, one draw; the same dice must give the same waits (README: Injected time and randomness)",  # noqa: E501
-    )
+async def test_jitter_comes_from_the_injected_random_source_one_draw_per_delay():
+    """The jitter is jitter * rng(), from the `rng` passed in, drawn once: the specs choose the dice.
+
+    Each draw is rolled by dice of its own.
+    """
+
+    async def check(case: tuple[float, float]) -> None:
+        draw, expected = case
+        dice = Dice(draw, 0.0)
+        got = delay(policy(), 1, dice)
+        assert got == pytest.approx(expected), lesson(
+            expected=f"{expected:g} s for retry 1 (1.0 s) plus 0.25 * {draw}, when rng() returns {draw}",
+            got=f"{got:g} s",
+            revisit=JITTER,
+        )
+        assert dice.calls == 1, lesson(
+            expected=f"one draw from rng per delay (rng() returning {draw})",
+            got=f"{dice.calls} draws",
+            revisit="task 1: one delay, one draw; the same dice must give the same waits (README: Injected time and randomness)",  # noqa: E501
+        )
+
+    await every_case(DRAWS, check, what="draws", revisit=JITTER)
 
 
 def refusal(change: dict[str, float], field: str) -> str:
@@ -537,17 +600,28 @@ async def test_every_attempt_charges_the_same_payment_id_and_amount(gateway, out
     )
 
 
+#: Policies' maximum of attempts: one (no retry at all), the fewest that retries, the default, more.
+MAX_ATTEMPTS = {f"max_attempts={number}": number for number in (1, 2, 3, 5)}
+COUNTED = "task 3: the maximum counts every attempt, the first one too (README: Bounded attempts)"
+
+
 @pytest.mark.task(3)
-@pytest.mark.parametrize("max_attempts", [1, 2, 3, 5])
-async def test_it_charges_at_most_max_attempts_times_counting_the_first(gateway, outbox, sleep, max_attempts):
-    """A gateway that always times out is charged exactly max_attempts times, the first attempt included."""
-    gateway.will(transient(TIMEOUT))
-    await pay(gateway, outbox, sleep, max_attempts=max_attempts, **QUICK)
-    assert len(gateway) == max_attempts, lesson(
-        expected=f"{max_attempts} charge(s) in all (max_attempts={max_attempts})",
-        got=f"{len(gateway)}: {gateway!r}",
-        revisit="task 3: the maximum counts every attempt, the first one too (README: Bounded attempts)",
-    )
+async def test_it_charges_at_most_max_attempts_times_counting_the_first(fresh):
+    """A gateway that always times out is charged exactly max_attempts times, the first attempt included.
+
+    Each maximum is tried with a gateway, an outbox and a sleep of its own.
+    """
+
+    async def check(max_attempts: int) -> None:
+        with fresh(transient(TIMEOUT)) as fakes:
+            await pay(fakes.gateway, fakes.outbox, fakes.sleep, max_attempts=max_attempts, **QUICK)
+        assert len(fakes.gateway) == max_attempts, lesson(
+            expected=f"{max_attempts} charge(s) in all (max_attempts={max_attempts})",
+            got=f"{len(fakes.gateway)}: {fakes.gateway!r}",
+            revisit=COUNTED,
+        )
+
+    await every_case(MAX_ATTEMPTS, check, what="maximums of attempts", revisit=REAL_WAIT)
 
 
 @pytest.mark.task(3)
@@ -577,90 +651,122 @@ async def test_each_wait_draws_its_jitter_once_from_the_injected_random_source(g
     )
 
 
-@pytest.mark.task(3)
-@pytest.mark.parametrize(
-    ("script", "charges"), [(["declined"], 1), (["transient", "declined"], 2)], ids=["at once", "after a timeout"]
-)
-async def test_a_declined_payment_is_never_retried(gateway, outbox, sleep, timeline, script, charges):  # noqa: PLR0913, PLR0917 - fixtures, then parameters
-    """A decline is the bank's answer: the charge that was declined is the last one, and no wait follows it."""
-    gateway.will(*[transient() if step == "transient" else declined() for step in script])
-    await pay(gateway, outbox, sleep, max_attempts=5, **QUICK)
-    assert len(gateway) == charges and len(sleep.calls) == charges - 1, lesson(
-        expected=f"{charges} charge(s) and {charges - 1} wait(s): stop at the decline",
-        got=f"{len(gateway)} charge(s), {len(sleep.calls)} wait(s)" + story(timeline),
-        revisit="task 3: a decline is an answer, and asking again will not change it (README: Transient and permanent errors)",  # noqa: E501
-    )
+#: The gateway's answers to a payment that is declined, and the charges it takes: declined at once, after a timeout.
+DECLINED = {"at once": ([DECLINE], 1), "after a timeout": ([TIMEOUT, DECLINE], 2)}
+FINAL = "task 3: a decline is an answer, and asking again will not change it (README: Transient and permanent errors)"
+
+
+def answers(script: list[str]) -> list[Exception]:
+    """The gateway's script for these error texts: the decline declined, the others transient."""
+    return [declined(text) if text == DECLINE else transient(text) for text in script]
 
 
 @pytest.mark.task(3)
-@pytest.mark.parametrize(
-    ("script", "last_error"),
-    [
-        ([TIMEOUT, UNAVAILABLE, RESET], RESET),
-        ([TIMEOUT, DECLINE], DECLINE),
-    ],
-    ids=["out of attempts", "declined"],
-)
-async def test_when_it_gives_up_the_payer_gets_exactly_one_email_with_the_last_error(  # noqa: PLR0913, PLR0917 - fixtures, then parameters
-    gateway, outbox, sleep, timeline, script, last_error
-):
-    """Out of attempts or declined: one failure email, after the last charge, naming the error that ended it."""
-    gateway.will(*[declined(text) if text == DECLINE else transient(text) for text in script])
-    result = await pay(gateway, outbox, sleep, **QUICK)
-    assert result is None, lesson(
-        expected="None: there is no receipt",
-        got=f"a {type(result).__name__}",
-        revisit="task 3: a payment that failed ends the task with nothing to return (README: Bounded attempts)",
-    )
-    assert len(outbox) == 1, lesson(
-        expected="exactly one failure email, once it has given up",
-        got=f"{len(outbox)} email(s)" + story(timeline),
-        revisit="task 3: the payer hears once, when it is over, not after every failed attempt, and not never (README: What the log and the payer are told)",  # noqa: E501
-    )
-    body = outbox.sent[0].body
-    assert type(body) is str and last_error in body, lesson(
-        expected=f"the email names the last error, {last_error!r}",
-        got=repr(body),
-        revisit="task 3: the error that ended it is the last one, not the first (README: What the log and the payer are told)",  # noqa: E501
-    )
+async def test_a_declined_payment_is_never_retried(fresh):
+    """A decline is the bank's answer: the charge that was declined is the last one, and no wait follows it.
+
+    Each script is played by a gateway of its own, with an outbox and a sleep of its own.
+    """
+
+    async def check(case: tuple[list[str], int]) -> None:
+        script, charges = case
+        with fresh(*answers(script)) as fakes:
+            await pay(fakes.gateway, fakes.outbox, fakes.sleep, max_attempts=5, **QUICK)
+        gateway, sleep = fakes.gateway, fakes.sleep
+        assert len(gateway) == charges and len(sleep.calls) == charges - 1, lesson(
+            expected=f"{charges} charge(s) and {charges - 1} wait(s) for the answers {script}: stop at the decline",
+            got=f"{len(gateway)} charge(s), {len(sleep.calls)} wait(s)" + story(fakes.timeline),
+            revisit=FINAL,
+        )
+
+    await every_case(DECLINED, check, what="declined payments", revisit=REAL_WAIT)
+
+
+#: The gateway's answers to a payment it gives up on, and the error that ended it: out of attempts, or declined.
+GIVING_UP = {"out of attempts": ([TIMEOUT, UNAVAILABLE, RESET], RESET), "declined": ([TIMEOUT, DECLINE], DECLINE)}
+ONCE = "task 3: the payer hears once, when it is over, not after every failed attempt, and not never (README: What the log and the payer are told)"  # noqa: E501
 
 
 @pytest.mark.task(3)
-@pytest.mark.parametrize(
-    ("script", "attempts"),
-    [([TIMEOUT, UNAVAILABLE, RESET], 3), ([TIMEOUT, DECLINE], 2), ([DECLINE], 1)],
-    ids=["out of attempts", "declined after a timeout", "declined at once"],
-)
-async def test_a_warning_for_each_retried_failure_and_exactly_one_error_at_the_end(  # noqa: PLR0913, PLR0917 - fixtures, then parameters
-    gateway, outbox, sleep, log, timeline, script, attempts
-):
-    """A WARNING per retried failure, naming its error; then one ERROR, naming the attempts made and the last error."""
-    gateway.will(*[declined(text) if text == DECLINE else transient(text) for text in script])
-    await pay(gateway, outbox, sleep, max_attempts=3 if attempts == 3 else 5, **QUICK)
-    retried = script[:-1]
-    warnings = [message(record) for record in log.at(logging.WARNING)]
-    named = len(warnings) == len(retried) and all(
-        error in text and PAYMENT["payment_id"] in text for error, text in zip(retried, warnings, strict=False)
-    )
-    assert named, lesson(
-        expected=f"{len(retried)} WARNING record(s), one per retried failure, naming the payment and each error "
-        f"in turn: {retried}",
-        got=f"{len(warnings)} WARNING record(s); the log:\n{log}",
-        revisit="task 3: a failure that will be retried is worth a WARNING, each one, and the last failure is not one of them (README: What the log and the payer are told)",  # noqa: E501
-    )
-    errors = log.at_least(logging.ERROR)
-    last = script[-1]
-    assert [record.levelno for record in errors] == [logging.ERROR], lesson(
-        expected="exactly one record at ERROR or above, and it is an ERROR",
-        got=f"the log:\n{log}",
-        revisit="task 3: the end of a failed payment is reported once, at ERROR level (README: What the log and the payer are told)",  # noqa: E501
-    )
-    text = message(errors[0])
-    assert last in text and re.search(rf"(?<![\w.]){attempts}(?![\w.])", text), lesson(
-        expected=f"the ERROR names the last error {last!r} and the {attempts} attempt(s) made",
-        got=text,
-        revisit="task 3: the report gets the error that ended it and how many attempts were really made (README: What the log and the payer are told)",  # noqa: E501
-    )
+async def test_when_it_gives_up_the_payer_gets_exactly_one_email_with_the_last_error(fresh):
+    """Out of attempts or declined: one failure email, after the last charge, naming the error that ended it.
+
+    Each script is played by a gateway of its own, with an outbox and a sleep of its own.
+    """
+
+    async def check(case: tuple[list[str], str]) -> None:
+        script, last_error = case
+        with fresh(*answers(script)) as fakes:
+            result = await pay(fakes.gateway, fakes.outbox, fakes.sleep, **QUICK)
+        outbox = fakes.outbox
+        assert result is None, lesson(
+            expected=f"None for the answers {script}: there is no receipt",
+            got=f"a {type(result).__name__}",
+            revisit="task 3: a payment that failed ends the task with nothing to return (README: Bounded attempts)",
+        )
+        assert len(outbox) == 1, lesson(
+            expected=f"exactly one failure email, once it has given up after the answers {script}",
+            got=f"{len(outbox)} email(s)" + story(fakes.timeline),
+            revisit=ONCE,
+        )
+        body = outbox.sent[0].body
+        assert type(body) is str and last_error in body, lesson(
+            expected=f"the email names the last error, {last_error!r}",
+            got=repr(body),
+            revisit="task 3: the error that ended it is the last one, not the first (README: What the log and the payer are told)",  # noqa: E501
+        )
+
+    await every_case(GIVING_UP, check, what="payments it gives up on", revisit=REAL_WAIT)
+
+
+#: The gateway's answers to a payment that fails, and the attempts made: out of attempts (3 of 3), declined
+#: after a timeout (2 of 5), declined at once (1 of 5).
+FAILING = {
+    "out of attempts": ([TIMEOUT, UNAVAILABLE, RESET], 3),
+    "declined after a timeout": ([TIMEOUT, DECLINE], 2),
+    "declined at once": ([DECLINE], 1),
+}
+LEVELS = "task 3: a failure that will be retried is worth a WARNING, each one, and the last failure is not one of them (README: What the log and the payer are told)"  # noqa: E501
+
+
+@pytest.mark.task(3)
+async def test_a_warning_for_each_retried_failure_and_exactly_one_error_at_the_end(fresh):
+    """A WARNING per retried failure, naming its error; then one ERROR, naming the attempts made and the last error.
+
+    Each script is played by a gateway of its own, and judged by the lines of a log of its own.
+    """
+
+    async def check(case: tuple[list[str], int]) -> None:
+        script, attempts = case
+        with fresh(*answers(script)) as fakes:
+            await pay(fakes.gateway, fakes.outbox, fakes.sleep, max_attempts=3 if attempts == 3 else 5, **QUICK)
+        log = fakes.log
+        retried = script[:-1]
+        warnings = [message(record) for record in log.at(logging.WARNING)]
+        named = len(warnings) == len(retried) and all(
+            error in text and PAYMENT["payment_id"] in text for error, text in zip(retried, warnings, strict=False)
+        )
+        assert named, lesson(
+            expected=f"{len(retried)} WARNING record(s), one per retried failure, naming the payment and each error "
+            f"in turn: {retried}",
+            got=f"{len(warnings)} WARNING record(s); the log:\n{log}",
+            revisit=LEVELS,
+        )
+        errors = log.at_least(logging.ERROR)
+        last = script[-1]
+        assert [record.levelno for record in errors] == [logging.ERROR], lesson(
+            expected=f"exactly one record at ERROR or above, and it is an ERROR, after the answers {script}",
+            got=f"{len(errors)} record(s) at ERROR or above; the log:\n{log}",
+            revisit="task 3: the end of a failed payment is reported once, at ERROR level (README: What the log and the payer are told)",  # noqa: E501
+        )
+        text = message(errors[0])
+        assert last in text and re.search(rf"(?<![\w.]){attempts}(?![\w.])", text), lesson(
+            expected=f"the ERROR names the last error {last!r} and the {attempts} attempt(s) made",
+            got=text,
+            revisit="task 3: the report gets the error that ended it and how many attempts were really made (README: What the log and the payer are told)",  # noqa: E501
+        )
+
+    await every_case(FAILING, check, what="failed payments", revisit=REAL_WAIT)
 
 
 @pytest.mark.task(3)
@@ -812,81 +918,109 @@ async def test_a_valid_payment_is_accepted_with_202_and_says_it_is_processing(cl
     )
 
 
-ACCEPTED = [
-    ({"payment_id": "p" * 64}, "a 64-character payment_id"),
-    ({"payment_id": "é" * 64}, "a payment_id of 64 'é' (64 characters, 128 bytes)"),
-    ({"payment_id": "p"}, "a 1-character payment_id"),
-    ({"amount_cents": 1}, "an amount of 1 cent"),
-    ({"email": "josé@example.com"}, "an address with a non-ASCII letter"),
-]
+#: Payments at the limits, each with the change it makes to the standard one: 64 characters (not bytes), 1
+#: character, 1 cent, a non-ASCII address.
+ACCEPTED = {
+    "a 64-character payment_id": {"payment_id": "p" * 64},
+    "a payment_id of 64 'é' (64 characters, 128 bytes)": {"payment_id": "é" * 64},
+    "a 1-character payment_id": {"payment_id": "p"},
+    "an amount of 1 cent": {"amount_cents": 1},
+    "an address with a non-ASCII letter": {"email": "josé@example.com"},
+}
+LIMITS = (
+    "task 4: a limit includes its own value, and a length counts characters, not bytes (README: Validation at the door)"
+)
+
+
+def charges_since(gateway: FakeGateway, before: int) -> list[tuple[str, int]]:
+    """The payment id and amount of each charge made since the gateway had ``before`` of them."""
+    return [(call.payment_id, call.amount_cents) for call in gateway.calls[before:]]
+
+
+def shown(charges: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{amount} cents for {payment_id!r}" for payment_id, amount in charges) or "no charge"
 
 
 @pytest.mark.task(4)
-@pytest.mark.parametrize(("change", "why"), [pytest.param(change, why, id=why) for change, why in ACCEPTED])
-async def test_a_payment_at_the_limits_is_accepted_and_charged(client, gateway, change, why):
-    """At each limit, the payment still goes through: 64 characters (not bytes), 1 character, 1 cent."""
-    body = {**PAYMENT, **change}
-    response = await post(client, body)
-    expect_status(
-        response,
-        202,
-        expected=f"202 for {why}",
-        revisit="task 4: a limit includes its own value, and a length counts characters, not bytes (README: Validation at the door)",  # noqa: E501
-    )
-    got = [(call.payment_id, call.amount_cents) for call in gateway.calls]
-    assert got == [(body["payment_id"], body["amount_cents"])], lesson(
-        expected=f"one charge of {body['amount_cents']} cents for {body['payment_id']!r}",
-        got=repr(gateway),
-        revisit="task 4: the background task charges exactly what the client sent (README: Validate and queue the payment)",  # noqa: E501
-    )
+async def test_a_payment_at_the_limits_is_accepted_and_charged(client, gateway):
+    """At each limit, the payment still goes through: 64 characters (not bytes), 1 character, 1 cent.
+
+    The payments go to one app, one after another; each is judged by the charges it made.
+    """
+
+    async def check(case: tuple[str, dict[str, object]]) -> None:
+        why, change = case
+        body = {**PAYMENT, **change}
+        before = len(gateway)
+        response = await post(client, body)
+        expect_status(response, 202, expected=f"202 for {why}", revisit=LIMITS)
+        got = charges_since(gateway, before)
+        assert got == [(body["payment_id"], body["amount_cents"])], lesson(
+            expected=f"one charge of {body['amount_cents']} cents for {body['payment_id']!r}",
+            got=shown(got),
+            revisit="task 4: the background task charges exactly what the client sent (README: Validate and queue the payment)",  # noqa: E501
+        )
+
+    await every_case(named(ACCEPTED), check, what="payments at the limits", revisit=REAL_WAIT_IN_APP)
 
 
-INVALID = [
-    ({"payment_id": None}, "no payment_id"),
-    ({"payment_id": ""}, "an empty payment_id"),
-    ({"payment_id": "p" * 65}, "a 65-character payment_id"),
-    ({"payment_id": "é" * 65}, "a payment_id of 65 'é'"),
-    ({"payment_id": 42}, "a payment_id that is a number"),
-    ({"amount_cents": None}, "no amount_cents"),
-    ({"amount_cents": 0}, "an amount of 0"),
-    ({"amount_cents": -1}, "an amount of -1"),
-    ({"amount_cents": 12.5}, "a fraction of a cent"),
-    ({"amount_cents": 1250.0}, "an amount with a decimal point"),
-    ({"amount_cents": "1250"}, "an amount in a string"),
-    ({"amount_cents": True}, "an amount that is true"),
-    ({"amount_cents": "twelve"}, "an amount that is not a number"),
-    ({"email": None}, "no email"),
-    ({"email": "ada-at-example.com"}, "an email without an @"),
-    ({"email": "ada@example"}, "an email whose domain has no dot"),
-    ({"email": "ada @example.com"}, "an email with a space"),
-    ({"email": "ada@@example.com"}, "an email with two @"),
-    ({"email": "@example.com"}, "an email with nothing before the @"),
-]
-
-
-@pytest.mark.task(4)
-@pytest.mark.parametrize(("change", "why"), [pytest.param(change, why, id=why) for change, why in INVALID])
-async def test_an_invalid_payment_is_rejected_with_422_and_never_charged(client, gateway, change, why):
-    """Bad input is the client's mistake: 422, and the gateway never hears of it."""
-    body = {key: value for key, value in {**PAYMENT, **change}.items() if value is not None}
-    response = await post(client, body)
-    expect_status(
-        response,
-        422,
-        expected=f"422 for {why}",
-        revisit="task 4: declare each field with its type and limits, and the framework turns bad input away with a 422 (README: Validation at the door)",  # noqa: E501
-    )
-    assert len(gateway) == 0, lesson(
-        expected="no charge for a rejected request",
-        got=repr(gateway),
-        revisit="task 4: nothing is queued for a request that was turned away (README: Validation at the door)",
-    )
+#: Payments the app must turn away, each with the change it makes to the standard one (None: the field left out).
+INVALID = {
+    "no payment_id": {"payment_id": None},
+    "an empty payment_id": {"payment_id": ""},
+    "a 65-character payment_id": {"payment_id": "p" * 65},
+    "a payment_id of 65 'é'": {"payment_id": "é" * 65},
+    "a payment_id that is a number": {"payment_id": 42},
+    "no amount_cents": {"amount_cents": None},
+    "an amount of 0": {"amount_cents": 0},
+    "an amount of -1": {"amount_cents": -1},
+    "a fraction of a cent": {"amount_cents": 12.5},
+    "an amount with a decimal point": {"amount_cents": 1250.0},
+    "an amount in a string": {"amount_cents": "1250"},
+    "an amount that is true": {"amount_cents": True},
+    "an amount that is not a number": {"amount_cents": "twelve"},
+    "no email": {"email": None},
+    "an email without an @": {"email": "ada-at-example.com"},
+    "an email whose domain has no dot": {"email": "ada@example"},
+    "an email with a space": {"email": "ada @example.com"},
+    "an email with two @": {"email": "ada@@example.com"},
+    "an email with nothing before the @": {"email": "@example.com"},
+}
+DECLARED = "task 4: declare each field with its type and limits, and the framework turns bad input away with a 422 (README: Validation at the door)"  # noqa: E501
+TURNED_AWAY = "task 4: nothing is queued for a request that was turned away (README: Validation at the door)"
 
 
 @pytest.mark.task(4)
-@pytest.mark.parametrize("body", [[PAYMENT], "pay_42", 42, None], ids=["a list", "a string", "a number", "null"])
-async def test_a_body_that_is_not_an_object_is_rejected_with_422(client, gateway, body):
-    """The body is one JSON object: the payment as an object is a 202; a list, a string, a number or null, a 422."""
+async def test_an_invalid_payment_is_rejected_with_422_and_never_charged(client, gateway):
+    """Bad input is the client's mistake: 422, and the gateway never hears of it.
+
+    The payments go to one app, one after another; each is judged by the charges it made.
+    """
+
+    async def check(case: tuple[str, dict[str, object]]) -> None:
+        why, change = case
+        body = {key: value for key, value in {**PAYMENT, **change}.items() if value is not None}
+        before = len(gateway)
+        response = await post(client, body)
+        expect_status(response, 422, expected=f"422 for {why}", revisit=DECLARED)
+        got = charges_since(gateway, before)
+        assert not got, lesson(
+            expected=f"no charge for a rejected request ({why})", got=shown(got), revisit=TURNED_AWAY
+        )
+
+    await every_case(named(INVALID), check, what="invalid payments", revisit=REAL_WAIT_IN_APP)
+
+
+#: JSON bodies that are no object.
+NOT_OBJECTS = {"a list": [PAYMENT], "a string": "pay_42", "a number": 42, "null": None}
+
+
+@pytest.mark.task(4)
+async def test_a_body_that_is_not_an_object_is_rejected_with_422(client, gateway):
+    """The body is one JSON object: the payment as an object is a 202; a list, a string, a number or null, a 422.
+
+    The payment as an object goes first, once; then each body, to the same app, judged by the charges it made.
+    """
     accepted = await post(client, PAYMENT)
     expect_status(
         accepted,
@@ -894,19 +1028,20 @@ async def test_a_body_that_is_not_an_object_is_rejected_with_422(client, gateway
         expected="202 for the payment sent as an object (the spec sends it before the wrong kinds of body)",
         revisit="task 4: the answer says the payment was accepted, not that it is done (README: Validate and queue the payment)",  # noqa: E501
     )
-    charged = len(gateway)
-    response = await post(client, body)
-    expect_status(
-        response,
-        422,
-        expected="422 for a body that is not a JSON object",
-        revisit="task 4: the body is one object with the three fields (README: Validation at the door)",
-    )
-    assert len(gateway) == charged, lesson(
-        expected="no charge for a rejected request",
-        got=repr(gateway),
-        revisit="task 4: nothing is queued for a request that was turned away (README: Validation at the door)",
-    )
+
+    async def check(body: object) -> None:
+        before = len(gateway)
+        response = await post(client, body)
+        expect_status(
+            response,
+            422,
+            expected=f"422 for a body that is not a JSON object: {json.dumps(body, ensure_ascii=False)}"[:200],
+            revisit="task 4: the body is one object with the three fields (README: Validation at the door)",
+        )
+        got = charges_since(gateway, before)
+        assert not got, lesson(expected="no charge for a rejected request", got=shown(got), revisit=TURNED_AWAY)
+
+    await every_case(NOT_OBJECTS, check, what="bodies that are no object", revisit=REAL_WAIT_IN_APP)
 
 
 @pytest.mark.task(4)
