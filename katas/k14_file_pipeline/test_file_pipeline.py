@@ -84,6 +84,23 @@ def shown(folder: Path, root: Path) -> str:
     return ", ".join(str(path.relative_to(root)) for path in files_under(folder)) or "no file"
 
 
+def kept(upload_dir: Path, inventory: Any) -> tuple[list[Path], int]:
+    """The files in the upload folder and the inventory's calls so far: what one request is judged against."""
+    return files_under(upload_dir), inventory.calls
+
+
+def expect_nothing_kept(upload_dir: Path, inventory: Any, before: tuple[list[Path], int], *, revisit: str) -> None:
+    """Since ``before`` (from :func:`kept`): no file stored, no call to the inventory."""
+    __tracebackhide__ = True
+    files, calls = before
+    stored = [path.name for path in files_under(upload_dir) if path not in files]
+    assert not stored and inventory.calls == calls, lesson(
+        expected="nothing stored, nothing processed",
+        got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
+        revisit=revisit,
+    )
+
+
 async def post(client: Any, body: bytes, *, revisit: str, headers: Mapping[str, str] = FORM) -> Any:
     __tracebackhide__ = True
     return await within_bound(client.post("/uploads", content=body, headers=dict(headers)), revisit=revisit)
@@ -219,15 +236,10 @@ async def test_a_request_without_a_file_is_a_422_and_stores_nothing(client, inve
 
     async def check(case: tuple[bytes, Mapping[str, str]]) -> None:
         body, headers = case
-        before, calls = files_under(upload_dir), inventory.calls
+        before = kept(upload_dir, inventory)
         response = await post(client, body, headers=headers, revisit=NO_FILE)
         expect_status(response, 422, expected="422 Unprocessable Content: there is no file to take", revisit=NO_FILE)
-        stored = [path.name for path in files_under(upload_dir) if path not in before]
-        assert not stored and inventory.calls == calls, lesson(
-            expected="nothing stored, nothing processed",
-            got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
-            revisit=NO_FILE,
-        )
+        expect_nothing_kept(upload_dir, inventory, before, revisit=NO_FILE)
 
     await every_case(WITHOUT_A_FILE, check, what="requests without a file", revisit=NO_FILE)
 
@@ -438,15 +450,10 @@ async def test_a_body_past_the_limit_is_a_413_and_nothing_is_stored(client, uplo
     """One byte past the limit, and more: 413 Content Too Large, nothing stored, nothing processed."""
 
     async def check(total: int) -> None:
-        before, calls = files_under(upload_dir), inventory.calls
+        before = kept(upload_dir, inventory)
         response = await post(client, sized(total), revisit=LIMIT)
         expect_status(response, 413, expected=f"413 Content Too Large for a body of {total} bytes", revisit=LIMIT)
-        stored = [path.name for path in files_under(upload_dir) if path not in before]
-        assert not stored and inventory.calls == calls, lesson(
-            expected="nothing stored, nothing processed",
-            got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
-            revisit=LIMIT,
-        )
+        expect_nothing_kept(upload_dir, inventory, before, revisit=LIMIT)
 
     await every_case(PAST_THE_LIMIT, check, what="bodies past the limit", revisit=LIMIT)
 
@@ -538,7 +545,7 @@ async def test_a_413_comes_before_the_body_is_read_to_the_end(app, upload_dir, i
     chunks = [body[start : start + 1024] for start in range(0, len(body), 1024)]
 
     async def check(length: int | None) -> None:
-        before, calls = files_under(upload_dir), inventory.calls
+        before = kept(upload_dir, inventory)
         exchange, handed = await stream_upload(app, chunks, content_length=length)
         expect_status(
             exchange, 413, expected=f"413 Content Too Large, with a Content-Length of {length}", revisit=LIMIT
@@ -548,12 +555,7 @@ async def test_a_413_comes_before_the_body_is_read_to_the_end(app, upload_dir, i
             got=f"it took all {handed} chunks: the whole body was read before it was refused",
             revisit=EARLY,
         )
-        stored = [path.name for path in files_under(upload_dir) if path not in before]
-        assert not stored and inventory.calls == calls, lesson(
-            expected="nothing stored, nothing processed",
-            got=f"stored: {', '.join(stored) or 'no file'}; the inventory called {inventory.calls - calls} time(s)",
-            revisit=LIMIT,
-        )
+        expect_nothing_kept(upload_dir, inventory, before, revisit=LIMIT)
 
     await every_case(DECLARED, check, what="Content-Lengths", revisit=EARLY)
 
