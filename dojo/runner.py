@@ -42,6 +42,7 @@ import pytest
 from dojo import impl as _impl
 from dojo import manifest as _manifest
 from dojo.plugin import task_of
+from dojo.teach import without_pytest_explanation
 
 #: A run that takes longer than this is stopped: the learner's code is stuck in a loop.
 RUN_TIMEOUT = 60.0
@@ -128,9 +129,7 @@ def failure_message(error: BaseException) -> str:
 
     text = str(error)
     if isinstance(error, AssertionError) and text.strip():
-        # pytest appends its own explanation ("assert 500 == 422 ...") after our lesson.
-        lesson, marker, _ = text.rpartition("\nassert ")
-        return (lesson if marker and lesson.strip() else text).strip("\n")
+        return without_pytest_explanation(text).strip("\n")
     if type(error).__name__ == "Failed":  # pytest.fail(...): CANNOT IMPORT, MISSING NAME
         return text.strip("\n")
     return describe_error(error)

@@ -24,6 +24,15 @@ def lesson(*, expected: str, got: str, revisit: str) -> str:
     return f"\n  expected: {_indent(expected)}\n  got:      {_indent(got)}\n  revisit:  {_indent(revisit)}\n"
 
 
+def without_pytest_explanation(text: str) -> str:
+    """A failed ``assert``'s message without the explanation pytest appends after it (``assert 500 == 422 ...``).
+
+    The lesson already says what was expected and what came; the explanation would only bury it.
+    """
+    lesson_text, marker, _ = text.rpartition("\nassert ")
+    return lesson_text if marker and lesson_text.strip() else text
+
+
 def expect_status(response: object, status: int, *, revisit: str, expected: str | None = None) -> None:
     """Fail with a lesson unless ``response`` (httpx's, or the timeline's Exchange) has ``status``.
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from dojo.manifest import REPO_ROOT
-from dojo.teach import lesson
+from dojo.teach import lesson, without_pytest_explanation
 
 T = TypeVar("T")
 
@@ -161,17 +161,6 @@ def _got(message: str) -> str:
     return lines[0] if lines else "a failure without a message"
 
 
-def _lesson(error: AssertionError) -> str:
-    """A failed check's message, without what pytest adds after it when an ``assert`` fails.
-
-    (``assert [] == [1.0]`` and its diff: the lesson already says it, and the case after it
-    would be read as part of pytest's diff, or cut off with it, as the runner does.)
-    """
-    text = str(error)
-    lesson, marker, _ = text.rpartition("\nassert ")
-    return lesson if marker and lesson.strip() else text
-
-
 async def every_case(
     cases: Mapping[str, T],
     check: Callable[[T], Awaitable[None]],
@@ -209,7 +198,8 @@ async def every_case(
             except StillRunningError:
                 raise
             except AssertionError as error:
-                failed.append((name, _lesson(error)))
+                # Without pytest's explanation: the next case's line would be read as part of it.
+                failed.append((name, without_pytest_explanation(str(error))))
             except Exception as error:
                 error.add_note(f"(the spec was checking the case {name!r} of its {what})")
                 raise
